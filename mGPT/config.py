@@ -1,0 +1,137 @@
+"""Configs: configs/default.yaml (every key) <- assets.yaml <- BASE chain <- the stage file <- overrides.
+
+A key that default.yaml does not have, or a value of the wrong type, is a ConfigError naming the key
+and the file it came from, so a typo in a Colab cell fails at once instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from mGPT.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+VQ_PARTS = ("BODY", "LHAND", "RHAND")
+
+
+def _read_yaml(path: Path) -> DictConfig:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as err:  # yaml errors come in many types; all mean the same to the user
+        raise ConfigError(f"cannot parse config file {path}: {err}") from err
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(cfg).__name__}")
+    return cfg
+
+
+def _resolve_base(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[Path, DictConfig]]:
+    """The file and the files it extends through BASE, base first."""
+    if path in seen:
+        raise ConfigError(f"BASE loop in configs: {' -> '.join(str(p) for p in (*seen, path))}")
+    cfg = _read_yaml(path)
+    base = cfg.get("BASE")
+    chain = []
+    if base:
+        base_path = Path(base)
+        if not base_path.is_absolute():
+            base_path = (CONFIG_DIR / base_path) if (CONFIG_DIR / base_path).is_file() else path.parent / base
+        chain = _resolve_base(base_path.resolve(), (*seen, path))
+    return [*chain, (path, cfg)]
+
+
+def _check_against(schema: DictConfig, layer: DictConfig, source: str, prefix: str = "") -> None:
+    """Every key of `layer` must exist in `schema`, with a compatible type."""
+    for key in layer:
+        dotted = f"{prefix}{key}"
+        if key not in schema:
+            known = ", ".join(f"{prefix}{k}" for k in schema)
+            raise ConfigError(f"unknown config key {dotted} in {source}. Known keys here: {known}")
+        default, value = schema[key], layer[key]
+        if isinstance(default, DictConfig):
+            if not isinstance(value, DictConfig):
+                raise ConfigError(f"config key {dotted} in {source} must be a mapping, got {value!r}")
+            _check_against(default, value, source, dotted + ".")
+            continue
+        if default is None or value is None:
+            continue
+        if isinstance(default, ListConfig) != isinstance(value, ListConfig):
+            raise ConfigError(f"config key {dotted} in {source} must be a list like {default!r}: {value!r}")
+        if not _same_kind(default, value):
+            raise ConfigError(
+                f"config key {dotted} in {source} has the wrong type: expected "
+                f"{type(default).__name__} (like {default!r}), got {value!r}"
+            )
+
+
+def _same_kind(default: object, value: object) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float)
+    return isinstance(value, type(default))
+
+
+def load_config(cfg_path: str | Path, overrides: list[str] | None = None) -> DictConfig:
+    """Compose the config for `cfg_path`; `overrides` are dotted `KEY.SUB=value` strings."""
+    schema = _read_yaml(CONFIG_DIR / "default.yaml")
+    for part in VQ_PARTS:
+        schema.VQ[part] = _read_yaml(CONFIG_DIR / "vq" / f"{part.lower()}.yaml")
+    cfg = schema.copy()
+    layers = [(CONFIG_DIR / "assets.yaml", _read_yaml(CONFIG_DIR / "assets.yaml"))]
+    layers += _resolve_base(Path(cfg_path).resolve())
+    for overrides_item in overrides or []:
+        if "=" not in overrides_item:
+            raise ConfigError(f"override {overrides_item!r} must look like KEY.SUB=value")
+    try:
+        dotlist = OmegaConf.from_dotlist(list(overrides or []))
+    except Exception as err:
+        raise ConfigError(f"cannot parse overrides {overrides}: {err}") from err
+    layers.append(("the command line", dotlist))
+    for source, layer in layers:
+        _check_against(schema, layer, str(source))
+        cfg = OmegaConf.merge(cfg, layer)
+    cfg.BASE = None
+    if cfg.STAGE not in ("vae", "lm"):
+        raise ConfigError(f"STAGE must be 'vae' or 'lm', got {cfg.STAGE!r} (from {cfg_path})")
+    return cfg
+
+
+def vq_kwargs(cfg: DictConfig) -> dict[str, dict[str, int | float]]:
+    """VQ.BODY/LHAND/RHAND as the keyword arguments of one VQVAE each (body, lhand, rhand)."""
+    return {part.lower(): {k.lower(): v for k, v in cfg.VQ[part].items()} for part in VQ_PARTS}
+
+
+def exp_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.FOLDER_EXP) / cfg.NAME
+
+
+def results_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.FOLDER_RESULTS) / cfg.NAME
+
+
+def cache_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.DATASET.CACHE_DIR) if cfg.DATASET.CACHE_DIR else Path(cfg.DATASET.DATA_ROOT) / "_cache"
+
+
+def codes_path(cfg: DictConfig) -> Path:
+    return Path(cfg.DATASET.CODES_PATH) if cfg.DATASET.CODES_PATH else cache_dir(cfg) / "codes.npz"
+
+
+def dictionary_path(cfg: DictConfig) -> Path:
+    if cfg.DATASET.DICTIONARY_PATH:
+        return Path(cfg.DATASET.DICTIONARY_PATH)
+    return cache_dir(cfg) / "sign_dictionary.json"
+
+
+def parse_args(description: str, argv: list[str] | None = None) -> DictConfig:
+    """`--cfg FILE` plus dotted overrides, the command line of train.py, test.py and the scripts."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--cfg", required=True, help="stage config, e.g. configs/deto.yaml")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. TRAIN.BATCH_SIZE=8")
+    args = parser.parse_args(argv)
+    return load_config(args.cfg, args.overrides)

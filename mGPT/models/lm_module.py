@@ -1,0 +1,174 @@
+"""Stage 2: train the multi-head mBART generator on (text, codes) and score it by generation + DTW."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mGPT.archs.amg import SignGenerator
+from mGPT.archs.deto import DETO, load_tokenizer
+from mGPT.data.features import features_to_smplx
+from mGPT.errors import CheckpointError
+from mGPT.metrics.sign_metrics import SignDTWMetrics
+from mGPT.models.schedule import adamw_cosine
+from mGPT.utils.kinematics import build_kinematics
+
+PARTS = ("body", "lhand", "rhand")
+
+
+@torch.no_grad()
+def codes_to_smplx(tokenizer: DETO, codes: list[torch.Tensor]) -> list[np.ndarray]:
+    """Codes (N_i, 3) -> SMPL-X parameters (4 N_i, 179), one clip at a time (no padding leaks)."""
+    params = []
+    for clip_codes in codes:
+        if len(clip_codes) == 0:  # a sample that stopped at once still gets one step, never an empty clip
+            clip_codes = torch.zeros(1, 3, dtype=torch.long)
+        features = tokenizer.decode(clip_codes[None].to(tokenizer.mean.device))[0]  # (4N, 133)
+        params.append(features_to_smplx(features).float().cpu().numpy())
+    return params
+
+
+def tokenizer_from_metadata(meta: dict) -> DETO:
+    """An empty DETO shaped like the one stored in a stage 2 checkpoint (weights come with the state dict)."""
+    cfg = meta["tokenizer_config"]
+    mean = torch.tensor(meta["tokenizer_mean133"], dtype=torch.float32)
+    std = torch.tensor(meta["tokenizer_std133"], dtype=torch.float32)
+    return DETO(cfg["body"], cfg["lhand"], cfg["rhand"], mean, std)
+
+
+class GeneratorModule(pl.LightningModule):
+    def __init__(self, cfg: DictConfig, tokenizer: DETO):
+        super().__init__()
+        self.cfg = cfg
+        self.tokenizer = tokenizer.eval().requires_grad_(False)
+        sizes = tuple(self.tokenizer.config()[p]["code_num"] for p in PARTS)
+        lm = cfg.LM
+        self.generator = SignGenerator(lm.MBART_PATH, codebook_sizes=sizes, hand_weight=lm.HAND_WEIGHT,
+                                       src_lang=lm.SRC_LANG, tgt_lang=lm.TGT_LANG,
+                                       max_text_tokens=lm.MAX_TEXT_TOKENS, max_motion_tokens=lm.MAX_MOTION_TOKENS)
+        self.kinematics = build_kinematics(cfg.KINEMATICS.BACKEND, cfg.KINEMATICS.SMPLX_DIR).requires_grad_(False)
+        self.val_metrics = SignDTWMetrics(self.kinematics.parts)
+        self.test_metrics = SignDTWMetrics(self.kinematics.parts)
+        self.test_outputs: list[dict] = []
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> GeneratorModule:
+        """A fresh generator over the tokenizer that TRAIN.PRETRAINED_VAE names (ours or SOKE's)."""
+        if not cfg.TRAIN.PRETRAINED_VAE:
+            raise CheckpointError("stage 2 needs a tokenizer: set TRAIN.PRETRAINED_VAE=<tokenizer checkpoint>")
+        tokenizer = load_tokenizer(cfg.TRAIN.PRETRAINED_VAE, cfg.DATASET.MEAN_PATH, cfg.DATASET.STD_PATH)
+        return cls(cfg, tokenizer)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, cfg: DictConfig | None = None,
+                        map_location: str = "cpu") -> GeneratorModule:
+        """Everything from one stage 2 checkpoint: the tokenizer travels inside it."""
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"generator checkpoint not found: {path}")
+        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+        meta = checkpoint.get("sasoke", {}) if isinstance(checkpoint, dict) else {}
+        if meta.get("stage") != "lm":
+            raise CheckpointError(
+                f"{path} is not a generator (stage 'lm') checkpoint (stage {meta.get('stage')!r}); "
+                "give the stage 2 checkpoint, e.g. experiments/mgpt/<NAME>/checkpoints/best.ckpt"
+            )
+        cfg = cfg if cfg is not None else OmegaConf.create(meta["config"])
+        module = cls(cfg, tokenizer_from_metadata(meta))
+        module.load_state_dict(checkpoint["state_dict"], strict=False)
+        return module.eval()
+
+    @property
+    def fingerprint(self) -> str:
+        return self.tokenizer.fingerprint()
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        out = self.generator(batch["texts"], batch["codes"], batch["keywords"])
+        loss = sum(w * out[f"loss_{p}"] for w, p in zip(self.cfg.LOSS.HEAD_WEIGHTS, PARTS, strict=True))
+        self.log_dict({f"train/{k}": v for k, v in out.items() if k != "loss"}, batch_size=len(batch["texts"]))
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["texts"]))
+        return loss
+
+    def generate_smplx(self, texts: list[str], keywords: list | None) -> tuple[list[torch.Tensor], list[np.ndarray]]:
+        test = self.cfg.TEST
+        codes = self.generator.generate(texts, keywords, do_sample=test.DECODING == "sample",
+                                        temperature=test.TEMPERATURE, top_k=test.TOP_K)
+        return codes, codes_to_smplx(self.tokenizer, codes)
+
+    def joints(self, params: np.ndarray) -> torch.Tensor:
+        return self.kinematics(torch.as_tensor(params, device=self.device)).float()
+
+    def _score_batch(self, batch: dict, split_dataset, metrics: SignDTWMetrics) -> list[dict]:
+        codes, generated = self.generate_smplx(batch["texts"], batch["keywords"])
+        references = [features_to_smplx(split_dataset.reference_features(int(i))) for i in batch["index"]]
+        metrics.update(batch["index"].to(self.device), [self.joints(g) for g in generated],
+                       [self.joints(r) for r in references])
+        return [{"index": int(i), "name": n, "text": t, "codes": c.cpu().numpy(), "generated": g, "reference": r}
+                for i, n, t, c, g, r in zip(batch["index"], batch["names"], batch["texts"], codes, generated,
+                                            references, strict=True)]
+
+    def _generation_epoch(self) -> bool:
+        every = self.cfg.TRAIN.GEN_VAL_EVERY_N_EPOCHS
+        return every > 0 and (self.current_epoch + 1) % every == 0 and not self.trainer.sanity_checking
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        out = self.generator(batch["texts"], batch["codes"], batch["keywords"])
+        self.log_dict({f"val/{k}": v for k, v in out.items()}, sync_dist=True, batch_size=len(batch["texts"]))
+        if self._generation_epoch():
+            samples = self._score_batch(batch, self.trainer.datamodule.dataset("val"), self.val_metrics)
+            if batch_idx == 0:
+                self._log_videos(samples[: self.cfg.TRAIN.VAL_VIDEOS])
+
+    def on_validation_epoch_end(self) -> None:
+        if self._generation_epoch():
+            scores = self.val_metrics.compute()
+            self.log_dict({f"val/{k}": v for k, v in scores.items() if v.ndim == 0}, sync_dist=True)
+            self.val_metrics.reset()
+
+    def _log_videos(self, samples: list[dict]) -> None:
+        from mGPT.render.skeleton_video import render_frames
+
+        experiment = getattr(self.logger, "experiment", None)
+        if experiment is None or not hasattr(experiment, "add_video"):
+            return
+        for k, sample in enumerate(samples):
+            frames = render_frames(self.joints(sample["generated"]).cpu().numpy(), self.kinematics.parents,
+                                   caption=sample["text"], reference=self.joints(sample["reference"]).cpu().numpy(),
+                                   size=(320, 240))
+            video = torch.from_numpy(frames).permute(0, 3, 1, 2)[None]  # (1, T, 3, H, W)
+            experiment.add_video(f"val/sample_{k}", video, self.global_step, fps=self.cfg.DATASET.TARGET_FPS)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        dataset = self.trainer.datamodule.dataset(self.cfg.TEST.SPLIT)
+        self.test_outputs.extend(self._score_batch(batch, dataset, self.test_metrics))
+
+    def configure_optimizers(self) -> dict:
+        return adamw_cosine(self.generator.parameters(), self.cfg, int(self.trainer.estimated_stepping_batches))
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        meta = self.tokenizer.checkpoint_metadata()
+        checkpoint["sasoke"] = {
+            "stage": "lm",
+            "config": OmegaConf.to_container(self.cfg),
+            "tokenizer_config": meta["tokenizer_config"],
+            "tokenizer_mean133": meta["mean133"],
+            "tokenizer_std133": meta["std133"],
+            "tokenizer_fingerprint": meta["fingerprint"],
+        }
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
+                                    if not k.startswith("kinematics.")}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        meta = checkpoint.get("sasoke", {})
+        if meta.get("stage") != "lm":
+            raise CheckpointError(f"this checkpoint is of stage {meta.get('stage')!r}; stage 2 resumes only "
+                                  "from an 'lm' checkpoint")
+        if meta.get("tokenizer_fingerprint") != self.fingerprint:
+            raise CheckpointError("this generator checkpoint was trained with a different tokenizer than "
+                                  "TRAIN.PRETRAINED_VAE; use a new NAME or the same tokenizer")
+        for key, value in self.kinematics.state_dict(prefix="kinematics.").items():
+            checkpoint["state_dict"].setdefault(key, value)

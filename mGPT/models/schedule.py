@@ -1,0 +1,13 @@
+"""AdamW with a per-step cosine schedule, shared by both stages (SOKE: lr 2e-4 -> 1e-6)."""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+
+
+def adamw_cosine(params, cfg: DictConfig, total_steps: int) -> dict:
+    train = cfg.TRAIN
+    optimizer = torch.optim.AdamW(params, lr=train.LR, betas=tuple(train.BETAS), weight_decay=train.WEIGHT_DECAY)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1), eta_min=train.MIN_LR)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

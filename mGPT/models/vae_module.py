@@ -1,0 +1,89 @@
+"""Stage 1: train the three-part tokenizer (DETO) on normalised motion windows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+from mGPT.archs.deto import DETO
+from mGPT.config import vq_kwargs
+from mGPT.data.features import features_to_smplx
+from mGPT.errors import CheckpointError
+from mGPT.metrics.sign_metrics import ReconstructionMetrics
+from mGPT.models.schedule import adamw_cosine
+from mGPT.utils.kinematics import build_kinematics
+
+PARTS = ("body", "lhand", "rhand")
+
+
+class TokenizerModule(pl.LightningModule):
+    def __init__(self, cfg: DictConfig, mean133: np.ndarray, std133: np.ndarray):
+        super().__init__()
+        self.cfg = cfg
+        kwargs = vq_kwargs(cfg)
+        self.tokenizer = DETO(kwargs["body"], kwargs["lhand"], kwargs["rhand"],
+                              torch.as_tensor(mean133, dtype=torch.float32),
+                              torch.as_tensor(std133, dtype=torch.float32))
+        self.kinematics = build_kinematics(cfg.KINEMATICS.BACKEND, cfg.KINEMATICS.SMPLX_DIR)
+        self.kinematics.requires_grad_(False)
+        self.val_metrics = ReconstructionMetrics(self.kinematics.parts)
+        self.test_metrics = ReconstructionMetrics(self.kinematics.parts)
+
+    def _losses(self, batch: dict) -> tuple[dict, torch.Tensor]:
+        motion, mask = batch["motion"], batch["mask"]  # (B, T, 133), (B, T)
+        out = self.tokenizer(motion)
+        recon = out["recon"]
+        # padded frames of shorter val clips must not count
+        per_frame = F.smooth_l1_loss(recon, motion, reduction="none").mean(-1)  # (B, T)
+        recon_loss = (per_frame * mask).sum() / mask.sum().clamp(min=1)
+        commit = sum(out[f"commit_{p}"] for p in PARTS)
+        losses = {"loss": recon_loss + self.cfg.LOSS.COMMIT_WEIGHT * commit, "loss_recon": recon_loss,
+                  "loss_commit": commit}
+        for p in PARTS:
+            losses[f"perplexity_{p}"] = out[f"perplexity_{p}"]
+            losses[f"dead_codes_{p}"] = torch.as_tensor(out[f"dead_codes_{p}"], dtype=torch.float32)
+        return losses, recon
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        losses, _ = self._losses(batch)
+        self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=False, batch_size=len(batch["names"]))
+        self.log("loss", losses["loss"], prog_bar=True, logger=False, batch_size=len(batch["names"]))
+        return losses["loss"]
+
+    def joints(self, motion_norm: torch.Tensor) -> torch.Tensor:
+        """(B, T, 133) normalised features -> (B, T, J, 3) joints."""
+        raw = self.tokenizer.denormalize(motion_norm)
+        return self.kinematics(features_to_smplx(raw))
+
+    def _eval_step(self, batch: dict, metrics: ReconstructionMetrics, stage: str) -> torch.Tensor:
+        losses, recon = self._losses(batch)
+        metrics.update(self.joints(recon.float()), self.joints(batch["motion"]), batch["lengths"])
+        self.log_dict({f"{stage}/{k}": v for k, v in losses.items()}, sync_dist=True,
+                      batch_size=len(batch["names"]))
+        return recon
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, self.val_metrics, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict({f"val/{k}": v for k, v in self.val_metrics.compute().items()}, sync_dist=True)
+        self.val_metrics.reset()
+
+    def configure_optimizers(self) -> dict:
+        return adamw_cosine(self.tokenizer.parameters(), self.cfg, int(self.trainer.estimated_stepping_batches))
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["sasoke"] = {"stage": "vae", "config": OmegaConf.to_container(self.cfg),
+                                **self.tokenizer.checkpoint_metadata()}
+        # kinematics are rebuilt from the config, not stored
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith("tokenizer.")}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        stage = checkpoint.get("sasoke", {}).get("stage")
+        if stage != "vae":
+            raise CheckpointError(f"this checkpoint is of stage {stage!r}; stage 1 resumes only from a 'vae' one")
+        for key, value in self.kinematics.state_dict(prefix="kinematics.").items():
+            checkpoint["state_dict"].setdefault(key, value)

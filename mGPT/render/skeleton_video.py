@@ -1,0 +1,314 @@
+"""Signing avatars as stick-figure videos: upper body and both hands, with an Arabic caption.
+
+Joints are drawn in SMPL-X coordinates (y up, the figure faces +z, x to the figure's left). The
+front view looks at the signer from +z, so the signer's left hand appears on the viewer's right,
+as when facing a person; the side view looks from the signer's right side (they face right).
+
+Speed comes from blitting: the figure, caption and titles are drawn once, then every frame
+restores that background and redraws only the skeleton lines.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from tqdm import tqdm
+
+from mGPT.errors import DataError
+from mGPT.render.caption import caption_font, displayable_caption
+
+# SMPL-X joint order, shared by every kinematics backend for the first 22 joints.
+SMPLX_BODY_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19)
+LOWER_BODY_JOINTS = (1, 2, 4, 5, 7, 8, 10, 11)  # hips, knees, ankles, feet: signing happens above them
+LEFT_COLLAR, RIGHT_COLLAR = 13, 14
+LEFT_WRIST, RIGHT_WRIST = 20, 21
+
+VIEW_AXES = {"front": (0, 1), "side": (2, 1)}  # which joint coordinates become (horizontal, vertical)
+VIDEO_EXTENSIONS = (".mp4", ".gif")
+
+DPI = 100
+TORSO_COLOUR = "#4a4a4a"
+LEFT_ARM_COLOUR, RIGHT_ARM_COLOUR = "#1f77b4", "#d62728"
+FINGER_COLOURS = ("#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")  # one per finger, both hands
+
+
+@dataclass(frozen=True)
+class BoneGroup:
+    """Bones drawn with one line style: bone i runs from joint `starts[i]` to joint `ends[i]`."""
+
+    starts: np.ndarray  # (N,) int
+    ends: np.ndarray  # (N,) int
+    colour: str
+    width: float  # points at a 480-pixel-high panel
+    zorder: float
+
+
+@dataclass(frozen=True)
+class SkeletonLayout:
+    """What to draw of a skeleton: bone groups, and which joints get dots (big on the body, small on hands)."""
+
+    groups: tuple[BoneGroup, ...]
+    body_joints: np.ndarray  # (Nb,) int
+    hand_joints: np.ndarray  # (Nh,) int
+
+    @property
+    def drawn_joints(self) -> np.ndarray:
+        return np.concatenate([self.body_joints, self.hand_joints])
+
+
+def _descendants(parents: Sequence[int], root: int) -> set[int]:
+    below = {root}
+    for joint, parent in enumerate(parents):  # parents come before children in SMPL-X style trees
+        if parent in below:
+            below.add(joint)
+    return below
+
+
+def skeleton_layout(parents: Sequence[int]) -> SkeletonLayout:
+    """Split an SMPL-X-ordered kinematic tree into torso, arms, palms and fingers; drop the legs.
+
+    Fingers are found from the tree, not from names: below a wrist, a joint whose parent branches
+    starts a finger, and everything hanging from it belongs to that finger. This works whether the
+    fingers hang off the wrist directly (SMPL-X) or off an extra palm joint (mannequin-x).
+    """
+    parents = [int(parent) for parent in parents]
+    if tuple(parents[: len(SMPLX_BODY_PARENTS)]) != SMPLX_BODY_PARENTS:
+        raise ValueError(
+            "the skeleton is not in SMPL-X joint order: its first 22 parents are "
+            f"{parents[: len(SMPLX_BODY_PARENTS)]}, expected {list(SMPLX_BODY_PARENTS)}"
+        )
+    if any(parent >= joint for joint, parent in enumerate(parents)):
+        raise ValueError("every joint's parent must come before it in the joint list")
+
+    legs = set().union(*(_descendants(parents, joint) for joint in LOWER_BODY_JOINTS))
+    hands = {side: _descendants(parents, wrist) - {wrist} for side, wrist in (("left", LEFT_WRIST),
+                                                                             ("right", RIGHT_WRIST))}
+    left_arm = _descendants(parents, LEFT_COLLAR) - hands["left"]
+    right_arm = _descendants(parents, RIGHT_COLLAR) - hands["right"]
+    children_count = np.bincount([parent for parent in parents if parent >= 0], minlength=len(parents))
+
+    def finger_base(joint: int, wrist: int) -> int | None:
+        while joint != wrist:
+            if children_count[parents[joint]] > 1:
+                return joint
+            joint = parents[joint]
+        return None  # a palm joint between the wrist and the fingers
+
+    bones: dict[str, list[tuple[int, int]]] = {"torso": [], "left": [], "right": []}
+    bones.update({f"finger{k}": [] for k in range(len(FINGER_COLOURS))})
+    for side, wrist in (("left", LEFT_WRIST), ("right", RIGHT_WRIST)):
+        bases = sorted({finger_base(joint, wrist) for joint in hands[side]} - {None})
+        for joint in sorted(hands[side]):
+            base = finger_base(joint, wrist)
+            if base is None or base == joint:  # wrist to palm, palm to finger base
+                bones[side].append((parents[joint], joint))
+            else:
+                bones[f"finger{bases.index(base) % len(FINGER_COLOURS)}"].append((parents[joint], joint))
+    hand_joints = hands["left"] | hands["right"]
+    for joint, parent in enumerate(parents):
+        if parent < 0 or joint in legs or joint in hand_joints:
+            continue
+        side = "left" if joint in left_arm else "right" if joint in right_arm else "torso"
+        bones[side].append((parent, joint))
+
+    styles = {"torso": (TORSO_COLOUR, 4.0, 1.0), "left": (LEFT_ARM_COLOUR, 3.0, 2.0),
+              "right": (RIGHT_ARM_COLOUR, 3.0, 2.0)}
+    styles.update({f"finger{k}": (colour, 1.6, 3.0) for k, colour in enumerate(FINGER_COLOURS)})
+    groups = tuple(
+        BoneGroup(np.array([a for a, _ in pairs], dtype=int), np.array([b for _, b in pairs], dtype=int),
+                  *styles[name])
+        for name, pairs in bones.items()
+        if pairs
+    )
+    body_joints = sorted(set(range(len(parents))) - legs - hand_joints)
+    return SkeletonLayout(groups, np.array(body_joints, dtype=int), np.array(sorted(hand_joints), dtype=int))
+
+
+def _segments(points: np.ndarray, group: BoneGroup) -> np.ndarray:
+    """Bones as one polyline broken by NaN rows, so a whole group is a single Line2D: (3N, 2)."""
+    segments = np.full((len(group.starts), 3, 2), np.nan)
+    segments[:, 0] = points[group.starts]
+    segments[:, 1] = points[group.ends]
+    return segments.reshape(-1, 2)
+
+
+class _SkeletonPanel:
+    """The line artists of one skeleton in one axes, updated in place frame after frame."""
+
+    def __init__(self, ax, layout: SkeletonLayout, scale: float) -> None:
+        self.ax = ax
+        self.layout = layout
+        line_style = {"animated": True, "solid_capstyle": "round", "solid_joinstyle": "round"}
+        self.bone_lines = [
+            ax.add_line(Line2D([], [], color=group.colour, linewidth=group.width * scale,
+                               zorder=group.zorder, **line_style))
+            for group in layout.groups
+        ]
+        self.body_dots = ax.add_line(Line2D([], [], linestyle="none", marker="o", markersize=4.5 * scale,
+                                            color="#222222", zorder=2.5, animated=True))
+        self.hand_dots = ax.add_line(Line2D([], [], linestyle="none", marker="o", markersize=2.2 * scale,
+                                            color="#222222", zorder=3.5, animated=True))
+
+    def draw(self, points: np.ndarray) -> None:
+        """Draw one frame's projected joints (J, 2) over the restored background."""
+        for line, group in zip(self.bone_lines, self.layout.groups, strict=True):
+            segments = _segments(points, group)
+            line.set_data(segments[:, 0], segments[:, 1])
+        self.body_dots.set_data(points[self.layout.body_joints, 0], points[self.layout.body_joints, 1])
+        self.hand_dots.set_data(points[self.layout.hand_joints, 0], points[self.layout.hand_joints, 1])
+        for artist in (*self.bone_lines, self.body_dots, self.hand_dots):
+            self.ax.draw_artist(artist)
+
+
+def _check_joints(joints: np.ndarray, num_joints: int, name: str) -> np.ndarray:
+    joints = np.asarray(joints, dtype=np.float64)
+    if joints.ndim != 3 or joints.shape[1:] != (num_joints, 3) or len(joints) == 0:
+        raise ValueError(f"{name} must have shape (T>0, {num_joints}, 3) to match parents, got {joints.shape}")
+    return joints
+
+
+def _data_limits(clips: list[np.ndarray], margin: float = 0.08) -> tuple[tuple[float, float], ...]:
+    """One pair of (low, high) limits per screen axis over all frames of all clips, so nothing jumps."""
+    stacked = np.concatenate([clip.reshape(-1, 2) for clip in clips])  # (N, 2)
+    finite = stacked[np.isfinite(stacked).all(axis=1)]
+    if len(finite) == 0:
+        raise ValueError("the joints to render contain no finite coordinates")
+    low, high = finite.min(axis=0), finite.max(axis=0)
+    pad = margin * max(float((high - low).max()), 1e-3)
+    return tuple((float(lo - pad), float(hi + pad)) for lo, hi in zip(low, high, strict=True))
+
+
+def render_frames(
+    joints: np.ndarray,
+    parents: Sequence[int],
+    caption: str | None = None,
+    reference: np.ndarray | None = None,
+    labels: tuple[str, str] = ("generated", "reference"),
+    size: tuple[int, int] = (480, 480),
+    view: str = "front",
+) -> np.ndarray:
+    """Draw a joint sequence (T, J, 3) as stick-figure frames (T, H, W, 3) uint8.
+
+    `size` is (W, H) of one panel. With `reference` (T', J, 3) the reference is drawn in a second
+    panel to the right (frames are 2W wide), both panels share limits, and the shorter clip holds
+    its last frame. `caption` (Arabic, logical order as typed) goes in a strip under the panels.
+    """
+    if view not in VIEW_AXES:
+        raise ValueError(f"view must be one of {sorted(VIEW_AXES)}, got {view!r}")
+    layout = skeleton_layout(parents)
+    clips = [_check_joints(joints, len(parents), "joints")]
+    if reference is not None:
+        clips.append(_check_joints(reference, len(parents), "reference"))
+    projected = [clip[..., VIEW_AXES[view]] for clip in clips]  # each (T, J, 2)
+    limits = _data_limits([points[:, layout.drawn_joints] for points in projected])
+
+    panel_width, panel_height = (int(n) for n in size)
+    num_panels = len(clips)
+    scale = panel_height / 480  # line widths and fonts are tuned for a 480-pixel panel
+    fig = Figure(figsize=(panel_width * num_panels / DPI, panel_height / DPI), dpi=DPI, facecolor="white")
+    canvas = FigureCanvasAgg(fig)
+
+    bottom = 0.0
+    if caption and caption.strip():
+        font_points = 15 * scale
+        char_pixels = 0.55 * font_points * DPI / 72  # average Arabic glyph advance
+        text = displayable_caption(caption, int(0.92 * panel_width * num_panels / char_pixels))
+        line_pixels = 1.45 * font_points * DPI / 72
+        bottom = min((text.count("\n") + 1) * line_pixels + 8 * scale, 0.4 * panel_height) / panel_height
+        font = caption_font(text).copy()
+        font.set_size(font_points)
+        fig.text(0.5, bottom / 2, text, ha="center", va="center", fontproperties=font, multialignment="center")
+    top = 1.0
+    if reference is not None:
+        top = 1.0 - 26 * scale / panel_height
+        for panel, label in enumerate(labels):
+            fig.text((panel + 0.5) / num_panels, (1 + top) / 2, label, ha="center", va="center",
+                     fontsize=12 * scale, color="#333333")
+
+    panels = []
+    for panel in range(num_panels):
+        ax = fig.add_axes((panel / num_panels, bottom, 1 / num_panels, top - bottom))
+        ax.set_xlim(limits[0])
+        ax.set_ylim(limits[1])
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_axis_off()
+        panels.append(_SkeletonPanel(ax, layout, scale))
+
+    canvas.draw()
+    background = canvas.copy_from_bbox(fig.bbox)
+    num_frames = max(len(points) for points in projected)
+    frames = np.empty((num_frames, panel_height, panel_width * num_panels, 3), dtype=np.uint8)
+    for t in tqdm(range(num_frames), desc="rendering", unit="frame", leave=False, disable=None):
+        canvas.restore_region(background)
+        for panel, points in zip(panels, projected, strict=True):
+            panel.draw(points[min(t, len(points) - 1)])
+        frames[t] = np.asarray(canvas.buffer_rgba())[..., :3]
+    return frames
+
+
+def _video_extension(path: Path) -> str:
+    extension = path.suffix.lower()
+    if extension not in VIDEO_EXTENSIONS:
+        raise ValueError(
+            f"cannot write video {path}: unknown extension {path.suffix!r}; use one of {', '.join(VIDEO_EXTENSIONS)}"
+        )
+    return extension
+
+
+def save_video(frames: np.ndarray, path: str | Path, fps: float = 24) -> Path:
+    """Write frames (T, H, W, 3) uint8 to .mp4 (H.264, yuv420p) or .gif, chosen by the extension."""
+    path = Path(path)
+    extension = _video_extension(path)
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+        raise ValueError(f"frames must be a (T>0, H, W, 3) uint8 array, got {frames.shape} {frames.dtype}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if extension == ".gif":
+        imageio.mimsave(path, list(frames), duration=1000 / fps, loop=0)
+        return path
+    # yuv420p stores colour at half resolution, so H.264 needs even sizes: pad by repeating the edge.
+    height, width = frames.shape[1:3]
+    frames = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+    with imageio.get_writer(path, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p",
+                            macro_block_size=1, ffmpeg_log_level="error") as writer:
+        for frame in frames:
+            writer.append_data(frame)
+    return path
+
+
+def _joints_from_params(params: np.ndarray, kinematics, name: str) -> np.ndarray:
+    params = np.asarray(params, dtype=np.float32)
+    if params.ndim != 2 or params.shape[1] != 179 or len(params) == 0:
+        raise DataError(
+            f"{name} must hold SMPL-X parameters of shape (T, 179) (root, body, hands, jaw, shape, "
+            f"expression per frame), got {params.shape}; convert 133-dim features back to SMPL-X first"
+        )
+    with torch.no_grad():
+        joints = kinematics.forward(torch.from_numpy(params))  # (T, J, 3)
+    return joints.detach().cpu().numpy()
+
+
+def render_params(
+    params179: np.ndarray,
+    kinematics,
+    path: str | Path,
+    caption: str | None = None,
+    reference_params: np.ndarray | None = None,
+    fps: float = 24,
+    view: str = "front",
+    size: tuple[int, int] = (480, 480),
+) -> Path:
+    """Pose SMPL-X parameters (T, 179) with `kinematics`, draw them and write the video to `path`."""
+    path = Path(path)
+    _video_extension(path)  # fail before the work, not after it
+    joints = _joints_from_params(params179, kinematics, "params179")
+    reference = None if reference_params is None else _joints_from_params(reference_params, kinematics,
+                                                                          "reference_params")
+    frames = render_frames(joints, kinematics.parents, caption=caption, reference=reference, size=size, view=view)
+    return save_video(frames, path, fps=fps)

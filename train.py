@@ -1,0 +1,88 @@
+"""Train stage 1 (tokenizer, STAGE: vae) or stage 2 (generator, STAGE: lm).
+
+    python train.py --cfg configs/deto.yaml [KEY.SUB=value ...]
+
+Re-running with the same NAME resumes from experiments/mgpt/<NAME>/checkpoints/last.ckpt.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from mGPT.config import cache_dir, exp_dir, parse_args
+from mGPT.utils.run import run_cli, writable_dir
+
+
+def build_module(cfg: DictConfig) -> tuple[pl.LightningModule, pl.LightningDataModule]:
+    from mGPT.data.datamodule import SignDataModule
+
+    if cfg.STAGE == "vae":
+        from mGPT.archs.deto import load_tokenizer
+        from mGPT.data.prepare import load_stats
+        from mGPT.models.vae_module import TokenizerModule
+
+        if cfg.TRAIN.PRETRAINED_VAE:  # fine-tune: the starting tokenizer's own statistics come with it
+            start = load_tokenizer(cfg.TRAIN.PRETRAINED_VAE, cfg.DATASET.MEAN_PATH, cfg.DATASET.STD_PATH)
+            mean133, std133 = start.mean.numpy(), start.std.numpy()
+        else:
+            start = None
+            stats = load_stats(cache_dir(cfg))
+            mean133, std133 = stats["mean133"], stats["std133"]
+        module = TokenizerModule(cfg, mean133, std133)
+        if start is not None:
+            module.tokenizer.load_state_dict(start.state_dict())
+        return module, SignDataModule(cfg, mean133, std133)
+
+    from mGPT.models.lm_module import GeneratorModule
+
+    module = GeneratorModule.from_config(cfg)
+    return module, SignDataModule(cfg, fingerprint=module.fingerprint)
+
+
+def build_trainer(cfg: DictConfig, ckpt_dir, callbacks=(), logger=True) -> pl.Trainer:
+    train = cfg.TRAIN
+    distributed = cfg.DEVICES > 1 or cfg.NUM_NODES > 1
+    return pl.Trainer(
+        accelerator=cfg.ACCELERATOR, devices=cfg.DEVICES, num_nodes=cfg.NUM_NODES,
+        strategy="ddp" if distributed else "auto", precision=cfg.PRECISION,
+        max_epochs=train.MAX_EPOCHS, check_val_every_n_epoch=train.VAL_EVERY_N_EPOCHS,
+        log_every_n_steps=train.LOG_EVERY_N_STEPS, accumulate_grad_batches=train.ACCUMULATE_GRAD_BATCHES,
+        gradient_clip_val=train.GRAD_CLIP or None, default_root_dir=ckpt_dir.parent,
+        callbacks=list(callbacks), logger=logger, num_sanity_val_steps=0,
+    )
+
+
+def main() -> None:
+    cfg = parse_args(__doc__.splitlines()[0])
+    pl.seed_everything(cfg.SEED, workers=True)
+    exp = writable_dir(exp_dir(cfg), "experiment")
+    ckpt_dir = writable_dir(exp / "checkpoints", "checkpoint")
+    OmegaConf.save(cfg, exp / "config.yaml")
+
+    module, data = build_module(cfg)
+    callbacks = [
+        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=cfg.TRAIN.MONITOR, mode="min",
+                        save_top_k=1, save_last=True, enable_version_counter=False, auto_insert_metric_name=False),
+        LearningRateMonitor(logging_interval="step"),
+    ]
+    if cfg.TRAIN.CKPT_EVERY_N_STEPS > 0:
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
+                                         every_n_train_steps=cfg.TRAIN.CKPT_EVERY_N_STEPS))
+    logger = TensorBoardLogger(save_dir=str(exp), name="", version="logs", default_hp_metric=False)
+    trainer = build_trainer(cfg, ckpt_dir, callbacks, logger)
+
+    last = ckpt_dir / "last.ckpt"
+    if last.is_file():
+        print(f"resuming from {last}")
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None)
+    if trainer.is_global_zero:
+        print(f"checkpoints: {ckpt_dir}/best.ckpt and {ckpt_dir}/last.ckpt")
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
