@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from mGPT.errors import ConfigError
+from mGPT.errors import CheckpointError, ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 VQ_PARTS = ("BODY", "LHAND", "RHAND")
@@ -126,6 +126,15 @@ def dictionary_path(cfg: DictConfig) -> Path:
     if cfg.DATASET.DICTIONARY_PATH:
         return Path(cfg.DATASET.DICTIONARY_PATH)
     return cache_dir(cfg) / "sign_dictionary.json"
+
+
+def checkpoint_path(cfg: DictConfig) -> Path:
+    """TEST.CHECKPOINT, or the experiment's best.ckpt."""
+    path = Path(cfg.TEST.CHECKPOINT) if cfg.TEST.CHECKPOINT else exp_dir(cfg) / "checkpoints" / "best.ckpt"
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}. Train first (python train.py --cfg ...) "
+                              "or set TEST.CHECKPOINT=<path>.")
+    return path
 
 
 def parse_args(description: str, argv: list[str] | None = None) -> DictConfig:

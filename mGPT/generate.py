@@ -1,0 +1,74 @@
+"""Arabic text in, SMPL-X signing out, from a trained stage 2 checkpoint.
+
+    python -m mGPT.generate --cfg configs/soke.yaml --text "أنا أذهب إلى المدرسة" [--out DIR] [--video out.mp4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import re
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mGPT.config import checkpoint_path, load_config
+from mGPT.data.arabic import is_arabic
+from mGPT.data.features import smplx_params_dict
+from mGPT.errors import SaSOKEError
+from mGPT.utils.run import run_cli, writable_dir
+
+
+def text_to_smplx(module, text: str, dictionary=None) -> np.ndarray:
+    """One sentence -> SMPL-X parameters (T, 179) with the module's tokenizer and generator."""
+    text = text.strip()
+    if not text:
+        raise SaSOKEError("the text is empty: give an Arabic sentence with --text")
+    if not is_arabic(text):
+        warnings.warn(f"the text {text[:40]!r} is not Arabic; the model was trained on Arabic sentences",
+                      stacklevel=2)
+    cfg = module.cfg.LM
+    keywords = [dictionary.keywords_for(text, cfg.MAX_KEYWORDS, cfg.MAX_TRIPLETS)] if dictionary else None
+    _, params = module.generate_smplx([text], keywords)
+    return params[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cfg", required=True, help="the stage 2 config the checkpoint was trained with")
+    parser.add_argument("--text", required=True, help="Arabic sentence")
+    parser.add_argument("--out", default="results/generate", help="folder for the .pkl (and video)")
+    parser.add_argument("--video", default=None, help="also render to this .mp4 or .gif")
+    parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. TEST.CHECKPOINT=path")
+    args = parser.parse_args()
+
+    from mGPT.data.datamodule import load_dictionary
+    from mGPT.models.lm_module import GeneratorModule
+
+    cfg = load_config(args.cfg, args.overrides)
+    if cfg.STAGE != "lm":
+        raise SaSOKEError(f"{args.cfg} is a stage '{cfg.STAGE}' config; text-to-sign needs the stage 'lm' config")
+    torch.set_grad_enabled(False)
+    module = GeneratorModule.from_checkpoint(checkpoint_path(cfg), cfg)
+    dictionary = load_dictionary(cfg, module.fingerprint)
+    params = text_to_smplx(module, args.text, dictionary)
+
+    out = writable_dir(args.out, "output")
+    stem = re.sub(r"\W+", "_", args.text.strip())[:40].strip("_") or "sign"
+    path = out / f"{stem}.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({"text": args.text, **smplx_params_dict(params)}, f)
+    print(f"{len(params)} frames ({len(params) / cfg.DATASET.TARGET_FPS:.1f} s) of SMPL-X parameters: {path}")
+    if args.video:
+        from mGPT.render.skeleton_video import render_params
+
+        video = render_params(params, module.kinematics, Path(args.video), caption=args.text,
+                              fps=cfg.DATASET.TARGET_FPS)
+        print(f"video: {video}")
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,112 @@
+"""Evaluate a trained stage on the test split and write results/mgpt/<NAME>/test_rank_0/.
+
+    python test.py --cfg configs/soke.yaml [TEST.CHECKPOINT=path] [TEST.SAVE_VIDEOS=4] ...
+
+Stage 1 (vae): reconstruct every test clip; MPJPE and PA-MPJPE per part in millimetres.
+Stage 2 (lm): generate from the text of every test clip; DTW-MPJPE and DTW-MPJPE-PA per part (SPEC 6).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig
+
+from mGPT.config import checkpoint_path, parse_args, results_dir
+from mGPT.data.features import smplx_params_dict
+from mGPT.utils.run import run_cli, writable_dir
+
+PARTS = ("body", "lhand", "rhand")
+DTW_KEYS = [f"DTW_MPJPE{pa}_{p}" for pa in ("", "_PA") for p in PARTS]
+RECON_KEYS = [f"{m}_{p}" for m in ("MPJPE", "PA_MPJPE") for p in PARTS]
+
+
+def print_table(title: str, rows: dict[str, float], unit: str) -> None:
+    print(f"\n{title}")
+    print(f"{'metric':<24}{'body':>12}{'lhand':>12}{'rhand':>12}   ({unit})")
+    for metric in sorted({k.rsplit('_', 1)[0] for k in rows}):
+        print(f"{metric:<24}" + "".join(f"{rows.get(f'{metric}_{p}', float('nan')):>12.4f}" for p in PARTS))
+
+
+def test_tokenizer(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
+    from mGPT.archs.deto import load_tokenizer
+    from mGPT.data.datamodule import SignDataModule
+    from mGPT.models.vae_module import TokenizerModule
+
+    tokenizer = load_tokenizer(ckpt, cfg.DATASET.MEAN_PATH, cfg.DATASET.STD_PATH)
+    module = TokenizerModule(cfg, tokenizer.mean.numpy(), tokenizer.std.numpy())
+    module.tokenizer.load_state_dict(tokenizer.state_dict())
+    data = SignDataModule(cfg, tokenizer.mean.numpy(), tokenizer.std.numpy())
+    trainer = pl.Trainer(accelerator=cfg.ACCELERATOR, devices=1, precision=cfg.PRECISION, logger=False)
+    trainer.test(module, datamodule=data, verbose=False)
+    per_sample = module.test_per_sample
+    means = {k: float(np.mean([s[k] for s in per_sample.values()])) for k in RECON_KEYS}
+    (out / "test_scores.json").write_text(json.dumps(per_sample, indent=1, ensure_ascii=False))
+    summary = {"stage": "vae", "means_mm": means, "samples": len(per_sample),
+               "kinematics_backend": module.kinematics.backend, "checkpoint": str(ckpt), "config": cfg.NAME}
+    (out / "test_summary.json").write_text(json.dumps(summary, indent=1))
+    print_table(f"tokenizer reconstruction, {len(per_sample)} {cfg.TEST.SPLIT} clips", means, "mm")
+    return summary
+
+
+def test_generator(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
+    from mGPT.data.datamodule import SignDataModule
+    from mGPT.models.lm_module import GeneratorModule
+
+    module = GeneratorModule.from_checkpoint(ckpt, cfg)
+    data = SignDataModule(cfg, fingerprint=module.fingerprint)
+    trainer = pl.Trainer(accelerator=cfg.ACCELERATOR, devices=1, precision=cfg.PRECISION, logger=False)
+    trainer.test(module, datamodule=data, verbose=False)
+    scores = {k: v.cpu() for k, v in module.test_metrics.compute().items()}
+    names = {s["index"]: s["name"] for s in module.test_outputs}
+    per_sample = {
+        names[int(i)]: {k: float(scores[k][row]) for k in DTW_KEYS}
+        for row, i in enumerate(scores["sample_ids"])
+    }
+    means = {k: float(scores[k].mean()) for k in DTW_KEYS}
+    means_mm = {k: float(scores[f"{k}_mm"].mean()) for k in DTW_KEYS}
+    (out / "test_scores.json").write_text(json.dumps(per_sample, indent=1, ensure_ascii=False))
+    summary = {"stage": "lm", "means_m": means, "means_mm_per_step": means_mm, "samples": len(per_sample),
+               "kinematics_backend": module.kinematics.backend, "checkpoint": str(ckpt), "config": cfg.NAME,
+               "decoding": cfg.TEST.DECODING, "retrieval": bool(cfg.LM.RETRIEVAL)}
+    (out / "test_summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
+    outputs = sorted(module.test_outputs, key=lambda s: s["index"])
+    if cfg.TEST.SAVE_PREDICTIONS:
+        for sample in outputs:
+            record = {"text": sample["text"], "codes": sample["codes"],
+                      "generated": smplx_params_dict(sample["generated"]),
+                      "reference": smplx_params_dict(sample["reference"]),
+                      "scores": per_sample[sample["name"]]}
+            with open(out / f"{sample['name']}.pkl", "wb") as f:
+                pickle.dump(record, f)
+    if cfg.TEST.SAVE_VIDEOS:
+        from mGPT.render.skeleton_video import render_params
+
+        for sample in outputs[: cfg.TEST.SAVE_VIDEOS]:
+            path = render_params(sample["generated"], module.kinematics, out / "videos" / f"{sample['name']}.mp4",
+                                 caption=sample["text"], reference_params=sample["reference"],
+                                 fps=cfg.DATASET.TARGET_FPS)
+            print(f"video: {path}")
+    print_table(f"generation, {len(per_sample)} {cfg.TEST.SPLIT} clips, accumulated DTW cost", means, "m")
+    print_table("the same per DTW step", means_mm, "mm")
+    return summary
+
+
+def main() -> None:
+    cfg = parse_args(__doc__.splitlines()[0])
+    pl.seed_everything(cfg.SEED)
+    torch.set_grad_enabled(False)
+    ckpt = checkpoint_path(cfg)
+    out = writable_dir(results_dir(cfg) / "test_rank_0", "results")
+    summary = test_tokenizer(cfg, ckpt, out) if cfg.STAGE == "vae" else test_generator(cfg, ckpt, out)
+    print(f"\nscores: {out / 'test_scores.json'}\nsummary: {out / 'test_summary.json'} ({summary['samples']} samples)")
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
