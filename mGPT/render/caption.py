@@ -67,20 +67,24 @@ def _covers(path: str, text: str) -> bool:
 def caption_font(text: str) -> FontProperties:
     """A font that has a glyph for every character of `text` (as it will be drawn), DejaVu Sans first.
 
-    Falls back to any installed font that covers the text, and failing that to DejaVu Sans with a
-    warning: the caption then shows boxes for the missing glyphs but the video is still written.
+    Falls back to any installed font that covers the text (Last Resort, whose "glyphs" are boxes,
+    does not count), and failing that to DejaVu Sans with a warning: the caption then shows boxes
+    for the missing glyphs but the video is still written.
     """
     preferred = FontProperties(family=PREFERRED_FAMILY)
     preferred_path = font_manager.findfont(preferred)
     if _covers(preferred_path, text):
         return preferred
     for entry in font_manager.fontManager.ttflist:
+        if "lastresort" in entry.name.replace(" ", "").lower():
+            continue  # has a placeholder box for every code point, which is not a glyph
         if entry.fname.lower().endswith((".ttf", ".otf")) and _covers(entry.fname, text):
             return FontProperties(fname=entry.fname)
-    missing = sorted({char for char in text if not char.isspace() and ord(char) not in _font_charmap(preferred_path)})
+    preferred_charmap = _font_charmap(preferred_path)
+    missing = "".join(sorted({char for char in text if not char.isspace() and ord(char) not in preferred_charmap}))
     warnings.warn(
-        f"no installed font has glyphs for all caption characters; {PREFERRED_FAMILY} lacks {''.join(missing)!r}; "
-        f"drawing the caption in {PREFERRED_FAMILY} (install a font with Arabic glyphs, "
+        f"no installed font has glyphs for all caption characters; {PREFERRED_FAMILY} lacks {missing!r}; "
+        f"drawing the caption in {PREFERRED_FAMILY} anyway (install a font with Arabic glyphs, "
         "e.g. fonts-noto, to fix this)",
         stacklevel=2,
     )

@@ -11,10 +11,12 @@ restores that background and redraws only the skeleton lines.
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import imageio.v2 as imageio
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -38,6 +40,15 @@ LEFT_ARM_COLOUR, RIGHT_ARM_COLOUR = "#1f77b4", "#d62728"
 FINGER_COLOURS = ("#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")  # one per finger, both hands
 
 
+class PosesJoints(Protocol):
+    """What `render_params` needs of a kinematics backend (mGPT.utils.kinematics.Kinematics fits)."""
+
+    parents: Sequence[int]
+
+    def forward(self, params179: torch.Tensor) -> torch.Tensor:  # (T, 179) -> (T, J, 3) metres
+        ...
+
+
 @dataclass(frozen=True)
 class BoneGroup:
     """Bones drawn with one line style: bone i runs from joint `starts[i]` to joint `ends[i]`."""
@@ -45,21 +56,17 @@ class BoneGroup:
     starts: np.ndarray  # (N,) int
     ends: np.ndarray  # (N,) int
     colour: str
-    width: float  # points at a 480-pixel-high panel
+    width: float  # line width in points on a 480-pixel-high panel
+    dot: float  # size of the joint dots in points on a 480-pixel-high panel
     zorder: float
 
 
 @dataclass(frozen=True)
 class SkeletonLayout:
-    """What to draw of a skeleton: bone groups, and which joints get dots (big on the body, small on hands)."""
+    """What to draw of a skeleton: bone groups, and the joints they touch (legs are left out)."""
 
     groups: tuple[BoneGroup, ...]
-    body_joints: np.ndarray  # (Nb,) int
-    hand_joints: np.ndarray  # (Nh,) int
-
-    @property
-    def drawn_joints(self) -> np.ndarray:
-        return np.concatenate([self.body_joints, self.hand_joints])
+    drawn_joints: np.ndarray  # (N,) int
 
 
 def _descendants(parents: Sequence[int], root: int) -> set[int]:
@@ -100,34 +107,35 @@ def skeleton_layout(parents: Sequence[int]) -> SkeletonLayout:
             joint = parents[joint]
         return None  # a palm joint between the wrist and the fingers
 
-    bones: dict[str, list[tuple[int, int]]] = {"torso": [], "left": [], "right": []}
-    bones.update({f"finger{k}": [] for k in range(len(FINGER_COLOURS))})
+    # Group name -> (colour, line width, dot size, zorder): thin hand lines over thick body lines.
+    styles = {"torso": (TORSO_COLOUR, 4.0, 5.0, 1.0), "left arm": (LEFT_ARM_COLOUR, 3.0, 4.5, 2.0),
+              "right arm": (RIGHT_ARM_COLOUR, 3.0, 4.5, 2.0), "left palm": (LEFT_ARM_COLOUR, 1.4, 2.6, 3.0),
+              "right palm": (RIGHT_ARM_COLOUR, 1.4, 2.6, 3.0)}
+    styles.update({f"finger {k}": (colour, 1.8, 2.6, 3.5) for k, colour in enumerate(FINGER_COLOURS)})
+    bones: dict[str, list[tuple[int, int]]] = {name: [] for name in styles}
     for side, wrist in (("left", LEFT_WRIST), ("right", RIGHT_WRIST)):
         bases = sorted({finger_base(joint, wrist) for joint in hands[side]} - {None})
         for joint in sorted(hands[side]):
             base = finger_base(joint, wrist)
             if base is None or base == joint:  # wrist to palm, palm to finger base
-                bones[side].append((parents[joint], joint))
+                bones[f"{side} palm"].append((parents[joint], joint))
             else:
-                bones[f"finger{bases.index(base) % len(FINGER_COLOURS)}"].append((parents[joint], joint))
+                bones[f"finger {bases.index(base) % len(FINGER_COLOURS)}"].append((parents[joint], joint))
     hand_joints = hands["left"] | hands["right"]
     for joint, parent in enumerate(parents):
         if parent < 0 or joint in legs or joint in hand_joints:
             continue
-        side = "left" if joint in left_arm else "right" if joint in right_arm else "torso"
-        bones[side].append((parent, joint))
+        group = "left arm" if joint in left_arm else "right arm" if joint in right_arm else "torso"
+        bones[group].append((parent, joint))
 
-    styles = {"torso": (TORSO_COLOUR, 4.0, 1.0), "left": (LEFT_ARM_COLOUR, 3.0, 2.0),
-              "right": (RIGHT_ARM_COLOUR, 3.0, 2.0)}
-    styles.update({f"finger{k}": (colour, 1.6, 3.0) for k, colour in enumerate(FINGER_COLOURS)})
     groups = tuple(
         BoneGroup(np.array([a for a, _ in pairs], dtype=int), np.array([b for _, b in pairs], dtype=int),
                   *styles[name])
         for name, pairs in bones.items()
         if pairs
     )
-    body_joints = sorted(set(range(len(parents))) - legs - hand_joints)
-    return SkeletonLayout(groups, np.array(body_joints, dtype=int), np.array(sorted(hand_joints), dtype=int))
+    drawn = sorted({joint for group in groups for joint in (*group.starts, *group.ends)})
+    return SkeletonLayout(groups, np.array(drawn, dtype=int))
 
 
 def _segments(points: np.ndarray, group: BoneGroup) -> np.ndarray:
@@ -141,29 +149,23 @@ def _segments(points: np.ndarray, group: BoneGroup) -> np.ndarray:
 class _SkeletonPanel:
     """The line artists of one skeleton in one axes, updated in place frame after frame."""
 
-    def __init__(self, ax, layout: SkeletonLayout, scale: float) -> None:
+    def __init__(self, ax: Axes, layout: SkeletonLayout, scale: float) -> None:
         self.ax = ax
         self.layout = layout
-        line_style = {"animated": True, "solid_capstyle": "round", "solid_joinstyle": "round"}
-        self.bone_lines = [
-            ax.add_line(Line2D([], [], color=group.colour, linewidth=group.width * scale,
-                               zorder=group.zorder, **line_style))
+        # One Line2D per group; markers sit on every bone end, so each joint gets a dot in its colour.
+        self.lines = [
+            ax.add_line(Line2D([], [], color=group.colour, linewidth=group.width * scale, marker="o",
+                               markersize=group.dot * scale, markeredgewidth=0, zorder=group.zorder,
+                               solid_capstyle="round", solid_joinstyle="round", animated=True))
             for group in layout.groups
         ]
-        self.body_dots = ax.add_line(Line2D([], [], linestyle="none", marker="o", markersize=4.5 * scale,
-                                            color="#222222", zorder=2.5, animated=True))
-        self.hand_dots = ax.add_line(Line2D([], [], linestyle="none", marker="o", markersize=2.2 * scale,
-                                            color="#222222", zorder=3.5, animated=True))
 
     def draw(self, points: np.ndarray) -> None:
         """Draw one frame's projected joints (J, 2) over the restored background."""
-        for line, group in zip(self.bone_lines, self.layout.groups, strict=True):
-            segments = _segments(points, group)
+        for line, group in zip(self.lines, self.layout.groups, strict=True):
+            segments = _segments(points, group)  # (3N, 2)
             line.set_data(segments[:, 0], segments[:, 1])
-        self.body_dots.set_data(points[self.layout.body_joints, 0], points[self.layout.body_joints, 1])
-        self.hand_dots.set_data(points[self.layout.hand_joints, 0], points[self.layout.hand_joints, 1])
-        for artist in (*self.bone_lines, self.body_dots, self.hand_dots):
-            self.ax.draw_artist(artist)
+            self.ax.draw_artist(line)
 
 
 def _check_joints(joints: np.ndarray, num_joints: int, name: str) -> np.ndarray:
@@ -173,15 +175,21 @@ def _check_joints(joints: np.ndarray, num_joints: int, name: str) -> np.ndarray:
     return joints
 
 
-def _data_limits(clips: list[np.ndarray], margin: float = 0.08) -> tuple[tuple[float, float], ...]:
-    """One pair of (low, high) limits per screen axis over all frames of all clips, so nothing jumps."""
+def _data_limits(clips: list[np.ndarray], aspect: float, margin: float = 0.08) -> np.ndarray:
+    """(low, high) per screen axis, (2, 2), over all frames of all clips, so the figure never jumps.
+
+    The limits are widened around the data's centre to the panel's `aspect` (width / height), so one
+    metre is as long across as it is up and the axes need no adjusting of their own.
+    """
     stacked = np.concatenate([clip.reshape(-1, 2) for clip in clips])  # (N, 2)
     finite = stacked[np.isfinite(stacked).all(axis=1)]
     if len(finite) == 0:
         raise ValueError("the joints to render contain no finite coordinates")
     low, high = finite.min(axis=0), finite.max(axis=0)
-    pad = margin * max(float((high - low).max()), 1e-3)
-    return tuple((float(lo - pad), float(hi + pad)) for lo, hi in zip(low, high, strict=True))
+    span = np.maximum(high - low, 1e-3) * (1 + 2 * margin)
+    span = np.maximum(span, [span[1] * aspect, span[0] / aspect])
+    centre = (low + high) / 2
+    return np.stack([centre - span / 2, centre + span / 2], axis=1)
 
 
 def render_frames(
@@ -206,8 +214,6 @@ def render_frames(
     if reference is not None:
         clips.append(_check_joints(reference, len(parents), "reference"))
     projected = [clip[..., VIEW_AXES[view]] for clip in clips]  # each (T, J, 2)
-    limits = _data_limits([points[:, layout.drawn_joints] for points in projected])
-
     panel_width, panel_height = (int(n) for n in size)
     num_panels = len(clips)
     scale = panel_height / 480  # line widths and fonts are tuned for a 480-pixel panel
@@ -216,7 +222,7 @@ def render_frames(
 
     bottom = 0.0
     if caption and caption.strip():
-        font_points = 15 * scale
+        font_points = max(15 * scale, 8.0)  # below 8 points Arabic letters blur together
         char_pixels = 0.55 * font_points * DPI / 72  # average Arabic glyph advance
         text = displayable_caption(caption, int(0.92 * panel_width * num_panels / char_pixels))
         line_pixels = 1.45 * font_points * DPI / 72
@@ -227,16 +233,17 @@ def render_frames(
     top = 1.0
     if reference is not None:
         top = 1.0 - 26 * scale / panel_height
-        for panel, label in enumerate(labels):
+        for panel, label in zip(range(num_panels), labels, strict=True):
             fig.text((panel + 0.5) / num_panels, (1 + top) / 2, label, ha="center", va="center",
                      fontsize=12 * scale, color="#333333")
 
+    limits = _data_limits([points[:, layout.drawn_joints] for points in projected],
+                          aspect=panel_width / ((top - bottom) * panel_height))  # of the axes, in pixels
     panels = []
     for panel in range(num_panels):
         ax = fig.add_axes((panel / num_panels, bottom, 1 / num_panels, top - bottom))
         ax.set_xlim(limits[0])
         ax.set_ylim(limits[1])
-        ax.set_aspect("equal", adjustable="datalim")
         ax.set_axis_off()
         panels.append(_SkeletonPanel(ax, layout, scale))
 
@@ -282,21 +289,23 @@ def save_video(frames: np.ndarray, path: str | Path, fps: float = 24) -> Path:
     return path
 
 
-def _joints_from_params(params: np.ndarray, kinematics, name: str) -> np.ndarray:
+def _joints_from_params(params: np.ndarray, kinematics: PosesJoints, name: str) -> np.ndarray:
     params = np.asarray(params, dtype=np.float32)
     if params.ndim != 2 or params.shape[1] != 179 or len(params) == 0:
         raise DataError(
             f"{name} must hold SMPL-X parameters of shape (T, 179) (root, body, hands, jaw, shape, "
             f"expression per frame), got {params.shape}; convert 133-dim features back to SMPL-X first"
         )
+    buffer = next(kinematics.buffers(), None) if isinstance(kinematics, torch.nn.Module) else None
+    device = torch.device("cpu") if buffer is None else buffer.device
     with torch.no_grad():
-        joints = kinematics.forward(torch.from_numpy(params))  # (T, J, 3)
+        joints = kinematics.forward(torch.from_numpy(params).to(device))  # (T, J, 3)
     return joints.detach().cpu().numpy()
 
 
 def render_params(
     params179: np.ndarray,
-    kinematics,
+    kinematics: PosesJoints,
     path: str | Path,
     caption: str | None = None,
     reference_params: np.ndarray | None = None,
