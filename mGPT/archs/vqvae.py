@@ -97,8 +97,9 @@ class EMAQuantizer(nn.Module):
 
     def nearest_codes(self, flat: torch.Tensor) -> torch.Tensor:
         """(N, code_dim) float32 -> (N,) long: index of the closest codebook row in L2."""
+        codebook = self.codebook.float()
         distances = (
-            flat.pow(2).sum(1, keepdim=True) - 2 * flat @ self.codebook.t() + self.codebook.pow(2).sum(1)[None]
+            flat.pow(2).sum(1, keepdim=True) - 2 * flat @ codebook.t() + codebook.pow(2).sum(1)[None]
         )  # (N, code_num)
         return distances.argmin(dim=1)
 
@@ -232,19 +233,27 @@ class VQVAE(nn.Module):
         recon = self.decoder(quantized).permute(0, 2, 1)  # (B, T, F)
         return recon, commit_loss, perplexity
 
+    def _weight_dtype(self) -> torch.dtype:
+        return self.encoder.model[0].weight.dtype
+
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """x: normalized features (B, T, F) -> codes (B, T/4) long. Never touches the codebook."""
+        """x: normalized features (B, T, F) -> codes (B, T/4) long. Never touches the codebook.
+
+        Runs outside autocast: codes are discrete, so reduced precision could flip them between runs.
+        """
         self._check_input(x)
-        z = self.encoder(x.permute(0, 2, 1))  # (B, code_dim, N)
-        with torch.autocast(device_type=z.device.type, enabled=False):
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            z = self.encoder(x.to(self._weight_dtype()).permute(0, 2, 1))  # (B, code_dim, N)
             flat = z.float().permute(0, 2, 1).reshape(-1, z.shape[1])  # (B*N, code_dim)
             codes = self.quantizer.nearest_codes(flat)
         return codes.reshape(z.shape[0], z.shape[2])
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes (B, N) long -> normalized features (B, 4N, F)."""
+        """codes (B, N) long -> normalized features (B, 4N, F), computed outside autocast like `encode`."""
         if codes.dim() != 2:
             raise ValueError(f"expected codes of shape (B, N), got {tuple(codes.shape)}")
-        return self.decoder(self.quantizer.lookup(codes)).permute(0, 2, 1)
+        with torch.autocast(device_type=codes.device.type, enabled=False):
+            quantized = self.quantizer.lookup(codes).to(self._weight_dtype())  # (B, code_dim, N)
+            return self.decoder(quantized).permute(0, 2, 1)
