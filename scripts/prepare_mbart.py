@@ -11,36 +11,34 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from mGPT.archs.retrieval import SignDictionary  # noqa: E402
-from mGPT.errors import SaSOKEError  # noqa: E402
 from mGPT.utils.prune_mbart import collect_sentences, prune_mbart  # noqa: E402
+from mGPT.utils.run import run_cli  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--src", required=True, type=Path, help="full facebook/mbart-large-cc25 folder")
-    parser.add_argument("--data-root", required=True, type=Path, help="Isharah folder holding the split folders")
+    parser.add_argument("--data-root", required=True, type=Path, help="Isharah folder with the split folders")
     parser.add_argument("--out", required=True, type=Path, help="folder for the pruned model")
-    parser.add_argument("--dictionary", type=Path, help="sign dictionary JSON whose words must stay in the vocabulary")
+    parser.add_argument("--dictionary", type=Path, help="sign dictionary JSON whose words must be kept")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    try:
-        sentences = collect_sentences(args.data_root)
-        words = list(SignDictionary.load(args.dictionary)) if args.dictionary else []
-        print(f"{len(sentences)} distinct sentences, {len(words)} dictionary words")
-        report = prune_mbart(args.src, args.out, sentences, extra_words=words)
-    except SaSOKEError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    share = report["unk_tokens"] / max(report["text_tokens"], 1)
+    sentences = collect_sentences(args.data_root)
+    words = list(SignDictionary.load(args.dictionary)) if args.dictionary else []
+    print(f"{len(sentences)} distinct sentences, {len(words)} dictionary words")
+    report = prune_mbart(args.src, args.out, sentences, extra_words=words)
+    unk_share = report["unk_tokens"] / max(report["text_tokens"], 1)
     print(
         f"kept {report['kept']} of {report['total']} tokens ({report['kept'] / report['total']:.2%}); "
-        f"<unk> in text: {report['unk_tokens']} of {report['text_tokens']} tokens ({share:.2%})"
+        f"<unk> in the text: {report['unk_tokens']} of {report['text_tokens']} tokens ({unk_share:.2%})"
     )
     print(f"pruned model written to {args.out}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

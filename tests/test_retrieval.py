@@ -1,11 +1,18 @@
+import importlib.util
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from mGPT.archs.retrieval import SignDictionary, subsample_codes
+from mGPT.archs.deto import DETO, OUR_PREFIX
+from mGPT.archs.retrieval import SignDictionary, build_dictionary, subsample_codes
+from mGPT.data.prepare import build_cache
+from mGPT.data.synthetic import generate_dataset
 from mGPT.errors import DataError
+from mGPT.utils.run import run_cli
 
 
 def codes_of(length: int, offset: int = 0) -> np.ndarray:
@@ -108,6 +115,8 @@ def test_load_normalises_hand_written_keys(tmp_path: Path) -> None:
         ({"قلم": {"body": [1], "lhand": [1]}}, "'rhand'"),
         ({"قلم": {"body": [1.5], "lhand": [1], "rhand": [1]}}, "integer codes"),
         ({"قلم": {"body": [-1], "lhand": [1], "rhand": [1]}}, "negative"),
+        ({"قلم": {"body": 7, "lhand": [1], "rhand": [1]}}, "integer codes"),
+        ({"قلم": {"body": [True], "lhand": [1], "rhand": [1]}}, "integer codes"),
         ({"قلم": [1, 2, 3]}, "must be an object"),
     ],
 )
@@ -138,3 +147,116 @@ def test_load_rejects_missing_and_broken_files(tmp_path: Path) -> None:
     listed.write_text("[]", encoding="utf-8")
     with pytest.raises(DataError, match="JSON object"):
         SignDictionary.load(listed)
+
+
+# In the 179-number SMPL-X frame, number 36 is the first upper-body number (feature 0) and
+# number 66 the first left-hand number (feature 30).
+TIME_COLUMN, CLIP_ID_COLUMN = 36, 66
+
+
+class FakeSplit:
+    """A PackedSplit stand-in: clip i has `lengths[i]` frames; feature 0 counts frames, feature 30 = i."""
+
+    def __init__(self, texts: list[str], lengths: list[int]):
+        self.texts, self.names = texts, [f"clip{i}" for i in range(len(texts))]
+        self.lengths = np.array(lengths)
+
+    def clip(self, i: int) -> np.ndarray:
+        frames = np.zeros((self.lengths[i], 179), dtype=np.float32)
+        frames[:, TIME_COLUMN] = np.arange(self.lengths[i])
+        frames[:, CLIP_ID_COLUMN] = i
+        return frames
+
+
+class FakeTokenizer:
+    """Codes per 4 frames: [frame number of the step's first frame, clip id, number of frames]."""
+
+    def __init__(self) -> None:
+        self.batch_shapes: list[tuple[int, ...]] = []
+
+    def encode(self, features: torch.Tensor) -> torch.Tensor:
+        self.batch_shapes.append(tuple(features.shape))
+        steps = features[:, ::4]  # (B, T/4, 133)
+        length = torch.full_like(steps[..., 0], features.shape[1])
+        return torch.stack([steps[..., 0], steps[..., 30], length], dim=-1).round().long()  # (B, T/4, 3)
+
+    def fingerprint(self) -> str:
+        return "fake-tokenizer"
+
+
+def test_build_dictionary_with_fake_tokenizer(caplog: pytest.LogCaptureFixture) -> None:
+    split = FakeSplit(
+        texts=["قلم", "قَلَم", "قلم", "مدرسة", "كتاب", " ، ", "صباح الخير"],
+        lengths=[60, 20, 48, 30, 50, 44, 44],
+    )
+    tokenizer = FakeTokenizer()
+    with caplog.at_level(logging.WARNING):
+        dictionary = build_dictionary(tokenizer, split, min_frames=40, max_frames=56)
+
+    assert list(dictionary) == ["قلم", "مدرسه", "كتاب", "صباح الخير"]  # split order, blank text skipped
+    assert dictionary.tokenizer_fingerprint == "fake-tokenizer"
+    assert "صباح الخير" in caplog.text  # a phrase can never be a single-word keyword
+
+    # "قلم" has clips of 60, 20 and 48 frames: the median one (clip 2, 48 frames, kept as is) is used.
+    np.testing.assert_array_equal(dictionary.get("قلم"), [[4 * k, 2, 48] for k in range(12)])
+    # 30 frames are resampled up to 40 (first and last frame kept): steps start at frames 0, 4*29/39, ...
+    madrasa = dictionary.get("مدرسة")
+    assert madrasa.shape == (10, 3) and (madrasa[:, 1:] == [3, 40]).all()
+    np.testing.assert_array_equal(madrasa[:, 0], np.round(np.arange(0, 40, 4) * 29 / 39))
+    # 50 frames are centre-cropped to 48 (frames 1..48).
+    np.testing.assert_array_equal(dictionary.get("كتاب"), [[1 + 4 * k, 4, 48] for k in range(12)])
+
+    # Clips of equal length are encoded together: one batch per length (48, 40, 44).
+    assert sorted(tokenizer.batch_shapes) == [(1, 40, 133), (1, 44, 133), (2, 48, 133)]
+
+
+def test_built_dictionary_round_trips_with_fingerprint(tmp_path: Path) -> None:
+    dictionary = build_dictionary(FakeTokenizer(), FakeSplit(["قلم"], [40]))
+    dictionary.save(tmp_path / "dictionary.json")
+    loaded = SignDictionary.load(tmp_path / "dictionary.json")
+    assert loaded.tokenizer_fingerprint == "fake-tokenizer"
+    np.testing.assert_array_equal(loaded.get("قلم"), dictionary.get("قلم"))
+
+
+def save_tiny_tokenizer(path: Path) -> DETO:
+    """A random, very narrow DETO saved as our stage-1 checkpoint."""
+    torch.manual_seed(0)
+    sizes = dict(code_dim=8, width=8, down_t=2, depth=1, dilation_growth=3)
+    deto = DETO({"nfeats": 43, "code_num": 16, **sizes}, {"nfeats": 45, "code_num": 24, **sizes},
+                {"nfeats": 45, "code_num": 24, **sizes}, np.zeros(133), np.ones(133))
+    state = {OUR_PREFIX + key: value for key, value in deto.state_dict().items()}
+    torch.save({"state_dict": state, "sasoke": {"stage": "vae", **deto.checkpoint_metadata()}}, path)
+    return deto
+
+
+def load_script(name: str) -> object:
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_build_dictionary_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data_root = tmp_path / "Isharah"
+    generate_dataset(data_root, small=True)
+    build_cache(data_root, splits=["train"], workers=1)
+    deto = save_tiny_tokenizer(tmp_path / "tokenizer.ckpt")
+    script = load_script("build_dictionary")
+    argv = ["--tokenizer", str(tmp_path / "tokenizer.ckpt"), "--data-root", str(data_root)]
+    capsys.readouterr()  # drop the progress bars of the setup
+
+    assert run_cli(lambda: script.main(argv)) == 2  # the dictionary split is not packed yet
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and "'dictionary'" in error and "mGPT.data.prepare" in error
+
+    build_cache(data_root, splits=["dictionary"], workers=1)
+    assert run_cli(lambda: script.main(argv)) == 0
+    out = data_root / "_cache" / "sign_dictionary.json"
+    dictionary = SignDictionary.load(out)
+    assert dictionary.tokenizer_fingerprint == deto.fingerprint()
+    assert len(dictionary) == 12  # the small synthetic vocabulary, one clip per word
+    for word in dictionary:
+        codes = dictionary.get(word)
+        assert codes.shape[1] == 3 and 10 <= len(codes) <= 100  # 40..400 frames, 4 per code
+        assert codes[:, 0].max() < 16 and codes[:, 1:].max() < 24

@@ -1,4 +1,4 @@
-"""The sign dictionary: isolated-sign codes per word, and keyword retrieval from free text.
+"""The sign dictionary: isolated-sign codes per word, how it is built, and keyword retrieval.
 
 File format (JSON), written by scripts/build_dictionary.py:
 
@@ -15,13 +15,21 @@ from the words of the text itself.
 """
 
 import json
+import logging
+from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
 from mGPT.data.arabic import ARABIC_STOP_WORDS, normalize_arabic, tokenize_words
+from mGPT.data.features import apply_length_rules, smplx_to_features
 from mGPT.errors import DataError
+
+log = logging.getLogger(__name__)
 
 PARTS = ("body", "lhand", "rhand")
 TOKENIZER_KEY = "_tokenizer"
@@ -30,6 +38,7 @@ TOKENIZER_KEY = "_tokenizer"
 # Longest first, so "بالمدرسه" tries "مدرسه" before "المدرسه".
 _PREFIXES = ("وال", "بال", "ال", "و", "ب")
 _MIN_STEM_LETTERS = 2
+_ENCODE_BATCH = 32
 
 
 def subsample_codes(codes: np.ndarray, max_triplets: int) -> np.ndarray:
@@ -43,7 +52,9 @@ def subsample_codes(codes: np.ndarray, max_triplets: int) -> np.ndarray:
 class SignDictionary:
     """Maps normalised words to their isolated-sign codes, (K, 3) int64 = [body, lhand, rhand]."""
 
-    def __init__(self, entries: Mapping[str, np.ndarray] | None = None, tokenizer_fingerprint: str | None = None):
+    def __init__(
+        self, entries: Mapping[str, np.ndarray] | None = None, tokenizer_fingerprint: str | None = None
+    ):
         self.tokenizer_fingerprint = tokenizer_fingerprint
         self._codes: dict[str, np.ndarray] = {}
         for word, codes in (entries or {}).items():
@@ -112,7 +123,9 @@ class SignDictionary:
             payload[TOKENIZER_KEY] = self.tokenizer_fingerprint
         for word, codes in self._codes.items():
             payload[word] = {part: codes[:, i].tolist() for i, part in enumerate(PARTS)}
-        Path(path).write_text(json.dumps(payload, ensure_ascii=False, indent=1), encoding="utf-8")
+        # One word per line: readable, and diffs of a rebuilt dictionary show which words changed.
+        lines = [f"{json.dumps(key, ensure_ascii=False)}: {json.dumps(value)}" for key, value in payload.items()]
+        Path(path).write_text("{\n" + ",\n".join(lines) + "\n}\n", encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | Path) -> "SignDictionary":
@@ -124,7 +137,9 @@ class SignDictionary:
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise DataError(f"sign dictionary {path} is not valid JSON ({err}); rebuild it") from err
         if not isinstance(payload, dict):
-            raise DataError(f"sign dictionary {path} must hold a JSON object {{word: {{body, lhand, rhand}}}}")
+            raise DataError(
+                f"sign dictionary {path} must hold a JSON object {{word: {{body, lhand, rhand}}}}"
+            )
 
         fingerprint = payload.pop(TOKENIZER_KEY, None)
         if fingerprint is not None and not isinstance(fingerprint, str):
@@ -135,7 +150,9 @@ class SignDictionary:
             codes = _entry_codes(path, word, entry)
             key = normalize_arabic(word)
             if not key:
-                raise DataError(f"sign dictionary {path}: word {word!r} is empty after normalisation; remove it")
+                raise DataError(
+                    f"sign dictionary {path}: word {word!r} is empty after normalisation; remove it"
+                )
             if key in spelled_as:
                 raise DataError(
                     f"sign dictionary {path}: words {spelled_as[key]!r} and {word!r} are the same word "
@@ -146,6 +163,10 @@ class SignDictionary:
         return dictionary
 
 
+def _is_code(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true/false are ints to Python
+
+
 def _entry_codes(path: Path, word: str, entry: object) -> np.ndarray:
     """Validate one JSON entry and return its codes (K, 3) int64."""
     where = f"sign dictionary {path}, word {word!r}"
@@ -154,12 +175,83 @@ def _entry_codes(path: Path, word: str, entry: object) -> np.ndarray:
     columns = []
     for part in PARTS:
         values = entry[part]
-        if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        if not isinstance(values, list) or not all(_is_code(v) for v in values):
             raise DataError(f"{where}: '{part}' must be a list of integer codes")
         if any(v < 0 for v in values):
             raise DataError(f"{where}: '{part}' holds a negative code")
         columns.append(values)
     lengths = {part: len(values) for part, values in zip(PARTS, columns, strict=True)}
     if len(set(lengths.values())) != 1 or lengths["body"] == 0:
-        raise DataError(f"{where}: 'body', 'lhand' and 'rhand' must be non-empty and of equal length, got {lengths}")
+        raise DataError(
+            f"{where}: 'body', 'lhand' and 'rhand' must be non-empty and of equal length, got {lengths}"
+        )
     return np.array(columns, dtype=np.int64).T  # (K, 3)
+
+
+class SignTokenizer(Protocol):
+    """What build_dictionary needs from a tokenizer (mGPT.archs.deto.DETO has it)."""
+
+    def encode(self, features: torch.Tensor) -> torch.Tensor: ...  # (B, T, 133) raw -> (B, T/4, 3) long
+
+    def fingerprint(self) -> str: ...
+
+
+class ClipSplit(Protocol):
+    """What build_dictionary needs from a packed split (mGPT.data.prepare.PackedSplit has it)."""
+
+    texts: list[str]
+    lengths: np.ndarray  # (C,) frames per clip
+
+    def clip(self, i: int) -> np.ndarray: ...  # (T, 179) float32
+
+
+def _representative_clips(split: ClipSplit) -> dict[str, int]:
+    """One clip index per normalised word: the clip of median length among that word's clips.
+
+    An isolated-sign set records each word several times (signers, takes); the median length
+    avoids clips cut short or padded with rest frames.
+    """
+    clips_of: dict[str, list[int]] = defaultdict(list)
+    for i, text in enumerate(split.texts):
+        word = normalize_arabic(str(text))
+        if word:
+            clips_of[word].append(i)
+    chosen = {}
+    for word, indices in clips_of.items():
+        by_length = sorted(indices, key=lambda i: int(split.lengths[i]))
+        chosen[word] = by_length[(len(by_length) - 1) // 2]
+    return chosen
+
+
+@torch.no_grad()
+def build_dictionary(
+    tokenizer: SignTokenizer, split: ClipSplit, min_frames: int = 40, max_frames: int = 400
+) -> SignDictionary:
+    """Encode one isolated-sign clip per word of `split` (SENTENCE = the word) into a SignDictionary."""
+    chosen = _representative_clips(split)
+    phrases = [word for word in chosen if " " in word]
+    if phrases:
+        log.warning(
+            "%d dictionary entries hold more than one word (e.g. %r); keywords are single words, "
+            "so these are never retrieved", len(phrases), phrases[0]
+        )
+
+    features = {
+        word: smplx_to_features(apply_length_rules(split.clip(i), min_frames, max_frames))  # (T, 133)
+        for word, i in chosen.items()
+    }
+    words_of_length: dict[int, list[str]] = defaultdict(list)
+    for word, clip_features in features.items():
+        words_of_length[len(clip_features)].append(word)
+
+    codes_of: dict[str, np.ndarray] = {}
+    with tqdm(total=len(features), desc="encoding signs", unit="sign") as bar:
+        for words in words_of_length.values():  # equal lengths batch together without padding
+            for start in range(0, len(words), _ENCODE_BATCH):
+                batch_words = words[start : start + _ENCODE_BATCH]
+                batch = torch.from_numpy(np.stack([features[w] for w in batch_words])).float()  # (B, T, 133)
+                codes = tokenizer.encode(batch).cpu().numpy()  # (B, T/4, 3)
+                codes_of.update(zip(batch_words, codes, strict=True))
+                bar.update(len(batch_words))
+    # In the split's order, not in batch order, so the JSON reads like the dataset.
+    return SignDictionary({word: codes_of[word] for word in chosen}, tokenizer.fingerprint())

@@ -91,30 +91,45 @@ def _load_full_model(src_dir: Path) -> tuple[MBartTokenizer, MBartForConditional
     try:
         tokenizer = MBartTokenizer.from_pretrained(src_dir, local_files_only=True, src_lang=SOURCE_LANGUAGE)
     except (OSError, ValueError) as err:
-        raise CheckpointError(f"cannot load the mBART tokenizer from {src_dir} ({err}); re-download it") from err
+        raise CheckpointError(
+            f"cannot load the mBART tokenizer from {src_dir} ({err}); re-download the folder"
+        ) from err
     try:
         model = MBartForConditionalGeneration.from_pretrained(src_dir, local_files_only=True)
     except (OSError, ValueError) as err:
-        raise CheckpointError(f"cannot load the mBART weights from {src_dir} ({err}); re-download them") from err
+        raise CheckpointError(
+            f"cannot load the mBART weights from {src_dir} ({err}); re-download the folder"
+        ) from err
     return tokenizer, model
 
 
 def _prune_rows(model: MBartForConditionalGeneration, kept_ids: np.ndarray, vocab_map: np.ndarray) -> None:
-    """Keep only rows `kept_ids` (N,) of the shared embedding, lm_head and final_logits_bias, in place."""
-    old_embedding = model.get_input_embeddings()
-    new_padding_row = int(vocab_map[old_embedding.padding_idx])
-    kept_ids = torch.from_numpy(kept_ids)
-    new_embedding = MBartScaledWordEmbedding(
-        len(kept_ids), old_embedding.embedding_dim, new_padding_row, embed_scale=old_embedding.embed_scale
-    )
-    new_embedding.weight = nn.Parameter(old_embedding.weight.detach()[kept_ids].clone())  # (N, d_model)
-    model.set_input_embeddings(new_embedding)
+    """Keep only rows `kept_ids` (N,) of every vocabulary-sized matrix, in place.
 
+    With tied weights (mBART-cc25) the shared, encoder, decoder and output matrices are one
+    tensor; untied, they are separate. Each distinct tensor is sliced once, so ties survive.
+    """
+    kept_ids = torch.from_numpy(kept_ids)
+    pruned: dict[int, nn.Parameter] = {}
+
+    def pruned_weight(weight: torch.Tensor) -> nn.Parameter:  # (V, d_model) -> (N, d_model)
+        if id(weight) not in pruned:
+            pruned[id(weight)] = nn.Parameter(weight.detach()[kept_ids].clone())
+        return pruned[id(weight)]
+
+    def pruned_embedding(old: MBartScaledWordEmbedding) -> MBartScaledWordEmbedding:
+        new = MBartScaledWordEmbedding(
+            len(kept_ids), old.embedding_dim, int(vocab_map[old.padding_idx]), embed_scale=old.embed_scale
+        )
+        new.weight = pruned_weight(old.weight)
+        return new
+
+    base = model.model
+    base.shared = pruned_embedding(base.shared)
+    base.encoder.embed_tokens = pruned_embedding(base.encoder.embed_tokens)
+    base.decoder.embed_tokens = pruned_embedding(base.decoder.embed_tokens)
     new_head = nn.Linear(model.lm_head.in_features, len(kept_ids), bias=False)
-    if model.config.tie_word_embeddings:
-        new_head.weight = new_embedding.weight
-    else:
-        new_head.weight = nn.Parameter(model.lm_head.weight.detach()[kept_ids].clone())
+    new_head.weight = pruned_weight(model.lm_head.weight)
     model.lm_head = new_head
     model.final_logits_bias = nn.Buffer(model.final_logits_bias[:, kept_ids].clone())  # (1, N)
 
@@ -129,13 +144,16 @@ def prune_mbart(
     """
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     if out_dir.resolve() == src_dir.resolve():
-        raise ConfigError(f"--out {out_dir} is the full model folder; choose another folder for the pruned model")
+        raise ConfigError(
+            f"--out {out_dir} is the full model folder; choose another folder for the pruned model"
+        )
     sentences, extra_words = list(sentences), list(extra_words)
     tokenizer, model = _load_full_model(src_dir)
     total = model.config.vocab_size
 
     # Both spellings, because callers may feed the model raw or normalised text.
-    texts = list(dict.fromkeys(t for t in (*sentences, *extra_words) for t in (t, normalize_arabic(t)) if t))
+    spellings = [spelling for text in (*sentences, *extra_words) for spelling in (text, normalize_arabic(text))]
+    texts = list(dict.fromkeys(spelling for spelling in spellings if spelling))
     text_ids = []
     for start in tqdm(range(0, len(texts), _TOKENIZE_CHUNK), desc="tokenizing", unit="chunk"):
         encoded = tokenizer(texts[start : start + _TOKENIZE_CHUNK], add_special_tokens=True)["input_ids"]
@@ -178,7 +196,7 @@ def prune_mbart(
         "total": int(total),
         "sentences": len(sentences),
         "words": len(extra_words),
-        "text_tokens": int(len(text_ids)),
+        "text_tokens": int(len(text_ids)),  # over the distinct spellings, specials included
         "unk_tokens": int(np.count_nonzero(text_ids == tokenizer.unk_token_id)),
         "source": str(src_dir),
     }
