@@ -1,0 +1,394 @@
+"""AMG: the multi-head mBART generator, Arabic text in, sign tokens (body, left hand, right hand) out.
+
+One mBART encoder-decoder produces all three token streams at once (SPEC section 4). Every decoder step
+reads one fused embedding of the previous [body, lhand, rhand] tokens,
+
+    (1 - 2a) * E(body) + a * E(lhand) + a * E(rhand),        a = hand_weight,
+
+and the shared output projection is read through three windows, one per part: each head scores only its
+own motion tokens plus </s>. Embedding rows appended to mBART's vocabulary:
+
+    ar_SSL | <motion_id_0> .. <motion_id_{n_body+2}> | <hand_id_0> .. | <rhand_id_0> ..
+
+SOKE adds codebook size + 3 tokens per part; the 3 extra tokens stand for no code, so generation masks them.
+Within a head, logit index c is code c and index (codebook size + 3) is </s>.
+
+Differences from SOKE's code, on purpose: padding labels are ignored by the losses, the source attention
+mask reaches the encoder and the cross-attention, every sample stops on its own </s>, and decoding uses a
+key/value cache (use_cache=False recomputes the whole prefix every step, as SOKE does).
+"""
+
+import warnings
+from collections.abc import Sequence
+from itertools import chain
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pad_sequence
+from transformers import DynamicCache, EncoderDecoderCache, MBartForConditionalGeneration, MBartTokenizer
+
+from mGPT.errors import ConfigError, DataError
+from mGPT.utils.prune_mbart import VOCAB_MAP_FILE
+
+PARTS = ("body", "lhand", "rhand")
+EXTRA_TOKENS = 3
+IGNORE_INDEX = -100
+SETUP_HINT = ("run scripts/prepare_mbart.py (the real mBART-large-cc25, pruned for Isharah) or "
+              "scripts/make_tiny_mbart.py (a small demo model) and point LM.MBART_PATH at its output folder")
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                 "pytorch_model.bin.index.json")
+_TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model")
+
+Keywords = Sequence[tuple[str, np.ndarray]]
+
+
+def load_mbart(mbart_dir: str | Path, src_lang: str) -> tuple[MBartTokenizer, MBartForConditionalGeneration]:
+    """Tokenizer and model from a local mBART folder; nothing is fetched from the hub."""
+    mbart_dir = Path(mbart_dir)
+    if not mbart_dir.is_dir():
+        raise ConfigError(f"mBART folder {mbart_dir} does not exist: {SETUP_HINT}")
+    missing = [
+        " or ".join(names)
+        for names in (("config.json",), _WEIGHT_FILES, _TOKENIZER_FILES)
+        if not any((mbart_dir / name).is_file() for name in names)
+    ]
+    if missing:
+        raise ConfigError(f"mBART folder {mbart_dir} has no {'; no '.join(missing)}: {SETUP_HINT}")
+    try:
+        tokenizer = MBartTokenizer.from_pretrained(mbart_dir, src_lang=src_lang, local_files_only=True)
+        model = MBartForConditionalGeneration.from_pretrained(
+            mbart_dir, local_files_only=True, dtype=torch.float32
+        )
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot load mBART from {mbart_dir} ({err}): {SETUP_HINT}") from err
+    return tokenizer, model
+
+
+class SignGenerator(nn.Module):
+    """Text (plus retrieved keyword signs) -> sign codes (N, 3) = [body, lhand, rhand] per 4 frames."""
+
+    def __init__(
+        self,
+        mbart_dir: str | Path,
+        codebook_sizes: Sequence[int] = (96, 192, 192),
+        hand_weight: float = 0.4,
+        src_lang: str = "ar_AR",
+        tgt_lang: str = "ar_SSL",
+        max_text_tokens: int = 256,
+        max_motion_tokens: int = 100,
+        head_weights: Sequence[float] = (1.0, 1.0, 1.0),
+    ):
+        super().__init__()
+        if len(codebook_sizes) != 3 or min(codebook_sizes) < 1:
+            raise ConfigError(f"codebook_sizes must be 3 positive sizes (body, lhand, rhand), "
+                              f"got {codebook_sizes}")
+        if not 0.0 <= hand_weight <= 0.5:
+            raise ConfigError(f"hand_weight (LM.HAND_WEIGHT) must lie in [0, 0.5], got {hand_weight}")
+        if len(head_weights) != 3:
+            raise ConfigError(f"head_weights (LOSS.HEAD_WEIGHTS) must be 3 numbers, got {head_weights}")
+        if min(max_text_tokens, max_motion_tokens) < 1:
+            raise ConfigError(f"LM.MAX_TEXT_TOKENS ({max_text_tokens}) and LM.MAX_MOTION_TOKENS "
+                              f"({max_motion_tokens}) must both be positive")
+        self.mbart_dir = Path(mbart_dir)
+        self._codebook_sizes = tuple(int(n) for n in codebook_sizes)
+        self.hand_weight = float(hand_weight)
+        self.head_weights = tuple(float(w) for w in head_weights)
+        self.tgt_lang = tgt_lang
+        self.max_text_tokens = int(max_text_tokens)
+        self.max_motion_tokens = int(max_motion_tokens)
+
+        self.tokenizer, self.mbart = load_mbart(self.mbart_dir, src_lang)
+        positions = self.mbart.config.max_position_embeddings
+        if self.max_motion_tokens + 1 > positions:
+            raise ConfigError(f"max_motion_tokens (LM.MAX_MOTION_TOKENS) = {max_motion_tokens} does not fit "
+                              f"the {positions} decoder positions of {self.mbart_dir}")
+        if src_lang not in self.tokenizer.get_vocab():
+            raise ConfigError(f"src_lang (LM.SRC_LANG) {src_lang!r} is not a language code of the tokenizer "
+                              f"in {self.mbart_dir}; mBART-cc25 uses ar_AR for Arabic")
+
+        base_rows = self.mbart.get_input_embeddings().num_embeddings
+        self.register_buffer("vocab_lookup", self._read_vocab_lookup(base_rows), persistent=False)
+        special_ids = [self.tokenizer.pad_token_id, self.tokenizer.eos_token_id,
+                       self.tokenizer.convert_tokens_to_ids(src_lang)]
+        self.pad_row, self.eos_row, self.src_lang_row = self.vocab_lookup[special_ids].tolist()
+
+        self.tgt_lang_row = base_rows
+        first = base_rows + 1
+        for part, size in zip(PARTS, self._codebook_sizes, strict=True):
+            token_ids = torch.arange(first, first + size + EXTRA_TOKENS)
+            self.register_buffer(f"{part}_token_ids", token_ids, persistent=False)
+            # The rows of the shared output projection this part's head reads: its tokens, then </s>.
+            self.register_buffer(f"{part}_head_rows", torch.cat([token_ids, torch.tensor([self.eos_row])]),
+                                 persistent=False)
+            first += size + EXTRA_TOKENS
+        self.mbart.resize_token_embeddings(first, mean_resizing=False)
+        self._init_new_rows(base_rows)
+        # Where </s> sits in each head's window, and so its label.
+        self.register_buffer("eos_labels", torch.tensor([n + EXTRA_TOKENS for n in self._codebook_sizes]),
+                             persistent=False)
+
+    @property
+    def codebook_sizes(self) -> tuple[int, int, int]:
+        return self._codebook_sizes
+
+    @property
+    def device(self) -> torch.device:
+        return self.vocab_lookup.device
+
+    @property
+    def part_token_ids(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Embedding rows of the body, lhand and rhand motion tokens, each (codebook size + 3,)."""
+        return self.body_token_ids, self.lhand_token_ids, self.rhand_token_ids
+
+    def _read_vocab_lookup(self, rows: int) -> torch.Tensor:
+        """Tokenizer id -> embedding row, (len(tokenizer),); dropped tokens go to the <unk> row."""
+        path = self.mbart_dir / VOCAB_MAP_FILE
+        tokenizer_size = len(self.tokenizer)
+        if not path.is_file():
+            if tokenizer_size > rows:
+                raise ConfigError(f"the tokenizer in {self.mbart_dir} has {tokenizer_size} ids but the model "
+                                  f"only {rows} rows, and there is no {VOCAB_MAP_FILE}: {SETUP_HINT}")
+            return torch.arange(tokenizer_size)
+        try:
+            vocab_map = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"cannot read {path} ({err}); re-run scripts/prepare_mbart.py") from err
+        well_formed = (
+            vocab_map.ndim == 1 and np.issubdtype(vocab_map.dtype, np.integer)
+            and len(vocab_map) >= tokenizer_size and vocab_map.min() >= -1 and vocab_map.max() < rows
+        )
+        if not well_formed:
+            raise ConfigError(f"{path} must be a 1-D integer array of {tokenizer_size} entries in "
+                              f"-1..{rows - 1} (got shape {vocab_map.shape}, dtype {vocab_map.dtype}); "
+                              "re-run scripts/prepare_mbart.py")
+        vocab_map = torch.from_numpy(vocab_map.astype(np.int64))
+        needed = {"<unk>": self.tokenizer.unk_token_id, "<pad>": self.tokenizer.pad_token_id,
+                  "</s>": self.tokenizer.eos_token_id, "source language": self.tokenizer.cur_lang_code}
+        dropped = [name for name, token_id in needed.items() if vocab_map[token_id] < 0]
+        if dropped:
+            raise ConfigError(f"{path} drops {', '.join(dropped)}; re-run scripts/prepare_mbart.py")
+        return torch.where(vocab_map >= 0, vocab_map, vocab_map[self.tokenizer.unk_token_id])
+
+    @torch.no_grad()
+    def _init_new_rows(self, first_new_row: int) -> None:
+        # Draw new rows with the per-dimension mean and spread of the pretrained ones, so they start on the
+        # same scale. (transformers' mean_resizing needs a full-rank covariance; tiny vocabularies have none.)
+        weights = {id(w): w for w in (self.mbart.get_input_embeddings().weight, self.mbart.lm_head.weight)}
+        for weight in weights.values():  # (V, D); one tensor when input and output embeddings are tied
+            old = weight[:first_new_row]
+            new = weight[first_new_row:]
+            new.copy_(old.mean(0) + old.std(0) * torch.randn_like(new))
+
+    def code_rows(self, codes: torch.Tensor) -> torch.Tensor:
+        """Embedding rows (K, 3) of codes (K, 3) = [body, lhand, rhand] in codebook index space."""
+        return torch.stack([ids[codes[:, p]] for p, ids in enumerate(self.part_token_ids)], dim=1)
+
+    def _checked_codes(self, codes: torch.Tensor | np.ndarray, what: str) -> torch.Tensor:
+        codes = torch.as_tensor(codes, device=self.device)
+        if codes.ndim != 2 or codes.shape[1] != 3 or codes.is_floating_point():
+            raise DataError(f"{what}: codes must be integers of shape (N, 3), got {tuple(codes.shape)} "
+                            f"{codes.dtype}")
+        codes = codes.long()
+        too_big = codes >= torch.tensor(self._codebook_sizes, device=self.device)
+        if (codes < 0).any() or too_big.any():
+            raise DataError(f"{what}: codes outside the codebook sizes {self._codebook_sizes}; they must "
+                            "come from the tokenizer this generator is configured for")
+        return codes
+
+    def encode_source(
+        self, texts: Sequence[str], keywords: Sequence[Keywords | None] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Source rows and attention mask, both (B, S), right-padded.
+
+        Per sample: the text's tokens, then for each keyword its word's tokens followed by its code triplets
+        <motion_id_b><hand_id_l><rhand_id_r>, then </s> and the source language code.
+        """
+        keywords = [list(k or []) for k in keywords] if keywords is not None else [[] for _ in texts]
+        if len(keywords) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(keywords)} keyword lists")
+        words = [word for sample in keywords for word, _ in sample]
+        token_ids = self.tokenizer(list(texts) + words, add_special_tokens=False)["input_ids"]
+        flat_ids = torch.tensor(list(chain.from_iterable(token_ids)), dtype=torch.long, device=self.device)
+        rows = self.vocab_lookup[flat_ids].split([len(ids) for ids in token_ids])
+        text_rows, word_rows = rows[: len(texts)], iter(rows[len(texts) :])
+
+        suffix = torch.tensor([self.eos_row, self.src_lang_row], device=self.device)
+        sources = []
+        for i, (text, text_ids) in enumerate(zip(texts, text_rows, strict=True)):
+            if len(text_ids) > self.max_text_tokens:
+                warnings.warn(f"sample {i} ({text[:40]!r}) has {len(text_ids)} text tokens, more than "
+                              f"max_text_tokens={self.max_text_tokens}; keeping the first "
+                              f"{self.max_text_tokens}", stacklevel=3)
+                text_ids = text_ids[: self.max_text_tokens]
+            pieces = [text_ids]
+            for word, codes in keywords[i]:
+                codes = self._checked_codes(codes, f"keyword {word!r} of sample {i}")
+                pieces += [next(word_rows), self.code_rows(codes).flatten()]
+            sources.append(torch.cat([*pieces, suffix]))
+
+        longest = max(len(s) for s in sources)
+        positions = self.mbart.config.max_position_embeddings
+        if longest > positions:
+            raise ConfigError(f"a source has {longest} tokens, more than the {positions} positions of mBART: "
+                              "lower LM.MAX_TEXT_TOKENS, LM.MAX_KEYWORDS or LM.MAX_TRIPLETS")
+        lengths = torch.tensor([len(s) for s in sources], device=self.device)
+        source_rows = pad_sequence(sources, batch_first=True, padding_value=self.pad_row)  # (B, S)
+        source_mask = torch.arange(longest, device=self.device) < lengths[:, None]  # (B, S)
+        return source_rows, source_mask.long()
+
+    def embed_steps(self, step_rows: torch.Tensor) -> torch.Tensor:
+        """Fused decoder input embeddings (..., D) of step token rows (..., 3) = [body, lhand, rhand]."""
+        a = self.hand_weight
+        embeddings = self.mbart.get_input_embeddings()(step_rows)  # (..., 3, D), sqrt(D) scale included
+        mix = embeddings.new_tensor([1.0 - 2.0 * a, a, a])
+        return torch.einsum("...pd,p->...d", embeddings, mix)
+
+    def head_projections(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per head (body, lhand, rhand): weight (V_p, D) and bias (V_p,) cut from the shared projection.
+
+        V_p = codebook size + 4; entry c scores code c, the last entry scores </s>.
+        """
+        rows = (self.body_head_rows, self.lhand_head_rows, self.rhand_head_rows)
+        return [(self.mbart.lm_head.weight[r], self.mbart.final_logits_bias[0, r]) for r in rows]
+
+    def _decoder_targets(self, codes: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder input rows (B, T+1, 3) = [ar_SSL, codes...] and labels (B, T+1, 3) = [codes..., </s>]."""
+        start = torch.full((1, 3), self.tgt_lang_row, device=self.device)
+        inputs, labels = [], []
+        for i, sample_codes in enumerate(codes):
+            sample_codes = self._checked_codes(sample_codes, f"sample {i}")
+            inputs.append(torch.cat([start, self.code_rows(sample_codes)]))
+            labels.append(torch.cat([sample_codes, self.eos_labels[None]]))
+        step_rows = pad_sequence(inputs, batch_first=True, padding_value=self.pad_row)
+        return step_rows, pad_sequence(labels, batch_first=True, padding_value=IGNORE_INDEX)
+
+    def forward(
+        self,
+        texts: Sequence[str],
+        codes: Sequence[torch.Tensor],
+        keywords: Sequence[Keywords | None] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Teacher-forced losses: three cross-entropies over non-padding labels, and token accuracies."""
+        if len(codes) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(codes)} code sequences")
+        source_rows, source_mask = self.encode_source(texts, keywords)
+        step_rows, labels = self._decoder_targets(codes)
+        hidden = self.mbart.model(
+            input_ids=source_rows,
+            attention_mask=source_mask,
+            decoder_inputs_embeds=self.embed_steps(step_rows),
+            use_cache=False,
+        ).last_hidden_state  # (B, T+1, D)
+
+        out = {}
+        loss = hidden.new_zeros(())
+        for p, (part, projection) in enumerate(zip(PARTS, self.head_projections(), strict=True)):
+            logits = F.linear(hidden, *projection)  # (B, T+1, V_p)
+            part_labels = labels[..., p]  # (B, T+1)
+            part_loss = F.cross_entropy(logits.flatten(0, 1), part_labels.flatten(),
+                                        ignore_index=IGNORE_INDEX)
+            real = part_labels != IGNORE_INDEX
+            out[f"loss_{part}"] = part_loss
+            out[f"acc_{part}"] = (logits.argmax(-1) == part_labels)[real].float().mean().detach()
+            loss = loss + self.head_weights[p] * part_loss
+        out["loss"] = loss
+        return out
+
+    def _allowed(self, part: int, eos: bool) -> torch.Tensor:
+        """Which entries (V_p,) of head `part` may be generated: real codes, and </s> if `eos`."""
+        size = self._codebook_sizes[part]
+        allowed = torch.zeros(size + EXTRA_TOKENS + 1, dtype=torch.bool, device=self.device)
+        allowed[:size] = True
+        allowed[-1] = eos
+        return allowed
+
+    @staticmethod
+    def _choose(logits: torch.Tensor, do_sample: bool, temperature: float, top_k: int) -> torch.Tensor:
+        """One index per row of logits (B, V), greedy or sampled."""
+        if not do_sample:
+            return logits.argmax(-1)
+        logits = logits / temperature
+        if 0 < top_k < logits.shape[-1]:
+            kth_best = logits.topk(top_k, dim=-1).values[:, -1:]  # (B, 1)
+            logits = logits.masked_fill(logits < kth_best, float("-inf"))
+        return torch.multinomial(logits.softmax(-1), 1).squeeze(1)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        texts: Sequence[str],
+        keywords: Sequence[Keywords | None] | None = None,
+        max_steps: int | None = None,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        use_cache: bool = True,
+        min_steps: int = 0,
+    ) -> list[torch.Tensor]:
+        """Codes (N_i, 3) per text, in codebook index space; N_i <= max_steps (default max_motion_tokens).
+
+        All three heads advance together, one decoder pass per step. A sample ends when its body head emits
+        </s> (never before `min_steps`) and leaves the batch. use_cache=False recomputes the whole prefix
+        every step, SOKE-style, for comparison. Dropout applies in training mode: call .eval() first.
+        """
+        if not texts:
+            return []
+        max_steps = self.max_motion_tokens if max_steps is None else int(max_steps)
+        if do_sample and temperature <= 0:
+            raise ConfigError(f"temperature (TEST.TEMPERATURE) must be > 0 for sampling, got {temperature}")
+        if max_steps + 1 > self.mbart.config.max_position_embeddings:
+            raise ConfigError(f"max_steps={max_steps} does not fit the decoder's "
+                              f"{self.mbart.config.max_position_embeddings} positions")
+        source_rows, source_mask = self.encode_source(texts, keywords)
+        encoder_states = self.mbart.model.encoder(
+            input_ids=source_rows, attention_mask=source_mask
+        ).last_hidden_state  # (B, S, D)
+
+        batch = len(texts)
+        codes = torch.zeros(batch, max_steps, 3, dtype=torch.long, device=self.device)
+        lengths = torch.full((batch,), max_steps, device=self.device)
+        running = torch.arange(batch, device=self.device)  # sample index of every row still decoding
+        cache = None
+        if use_cache:
+            config = self.mbart.config
+            cache = EncoderDecoderCache(DynamicCache(config=config), DynamicCache(config=config))
+        step_embeds = self.embed_steps(torch.full((batch, 1, 3), self.tgt_lang_row, device=self.device))
+        prefix = step_embeds  # (B, t+1, D), only kept for full recomputation
+        body_allowed = {eos: self._allowed(0, eos) for eos in (False, True)}
+        hand_allowed = [self._allowed(p, eos=False) for p in (1, 2)]
+        projections = self.head_projections()
+
+        for step in range(max_steps):
+            hidden = self.mbart.model.decoder(
+                inputs_embeds=step_embeds if use_cache else prefix,
+                encoder_hidden_states=encoder_states,
+                encoder_attention_mask=source_mask,
+                cache=cache,
+                use_cache=use_cache,
+            ).last_hidden_state[:, -1]  # (B_run, D)
+            allowed = [body_allowed[step >= min_steps], *hand_allowed]
+            choices = torch.stack([
+                self._choose(F.linear(hidden, *projections[p]).masked_fill(~allowed[p], float("-inf")),
+                             do_sample, temperature, top_k)
+                for p in range(3)
+            ], dim=1)  # (B_run, 3)
+            codes[running, step] = choices
+            ended = choices[:, 0] == self.eos_labels[0]
+            lengths[running[ended]] = step
+            if ended.all() or step == max_steps - 1:
+                break
+            if ended.any():
+                keep = (~ended).nonzero().squeeze(1)
+                running, choices = running[keep], choices[keep]
+                encoder_states, source_mask = encoder_states[keep], source_mask[keep]
+                if use_cache:
+                    cache.batch_select_indices(keep)
+                else:
+                    prefix = prefix[keep]
+            step_embeds = self.embed_steps(self.code_rows(choices))[:, None]  # (B_run, 1, D)
+            if not use_cache:
+                prefix = torch.cat([prefix, step_embeds], dim=1)
+        return [codes[i, : lengths[i]] for i in range(batch)]
