@@ -13,8 +13,8 @@ import pickle
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import TQDMProgressBar
 import torch
 from omegaconf import DictConfig
 
@@ -24,7 +24,6 @@ from mGPT.utils.run import run_cli, writable_dir
 
 PARTS = ("body", "lhand", "rhand")
 DTW_KEYS = [f"DTW_MPJPE{pa}_{p}" for pa in ("", "_PA") for p in PARTS]
-RECON_KEYS = [f"{m}_{p}" for m in ("MPJPE", "PA_MPJPE") for p in PARTS]
 
 
 def print_table(title: str, rows: dict[str, float], unit: str) -> None:
@@ -43,10 +42,11 @@ def test_tokenizer(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
     module = TokenizerModule(cfg, tokenizer.mean.numpy(), tokenizer.std.numpy())
     module.tokenizer.load_state_dict(tokenizer.state_dict())
     data = SignDataModule(cfg, tokenizer.mean.numpy(), tokenizer.std.numpy())
-    trainer = pl.Trainer(accelerator=cfg.ACCELERATOR, devices=1, precision=cfg.PRECISION, logger=False)
+    trainer = pl.Trainer(accelerator=cfg.ACCELERATOR, devices=1, precision=cfg.PRECISION, logger=False,
+                         callbacks=[TQDMProgressBar()])
     trainer.test(module, datamodule=data, verbose=False)
     per_sample = module.test_per_sample
-    means = {k: float(np.mean([s[k] for s in per_sample.values()])) for k in RECON_KEYS}
+    means = {k: float(v) for k, v in module.test_metrics.compute().items()}  # over all frames
     (out / "test_scores.json").write_text(json.dumps(per_sample, indent=1, ensure_ascii=False))
     summary = {"stage": "vae", "means_mm": means, "samples": len(per_sample),
                "kinematics_backend": module.kinematics.backend, "checkpoint": str(ckpt), "config": cfg.NAME}
@@ -61,16 +61,17 @@ def test_generator(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
 
     module = GeneratorModule.from_checkpoint(ckpt, cfg)
     data = SignDataModule(cfg, fingerprint=module.fingerprint)
-    trainer = pl.Trainer(accelerator=cfg.ACCELERATOR, devices=1, precision=cfg.PRECISION, logger=False)
+    trainer = pl.Trainer(accelerator=cfg.ACCELERATOR, devices=1, precision=cfg.PRECISION, logger=False,
+                         callbacks=[TQDMProgressBar()])
     trainer.test(module, datamodule=data, verbose=False)
-    scores = {k: v.cpu() for k, v in module.test_metrics.compute().items()}
+    scores = module.test_metrics.compute()
     names = {s["index"]: s["name"] for s in module.test_outputs}
     per_sample = {
-        names[int(i)]: {k: float(scores[k][row]) for k in DTW_KEYS}
+        names[int(i)]: {k: float(scores[f"{k}_per_sample"][row]) for k in DTW_KEYS}
         for row, i in enumerate(scores["sample_ids"])
     }
-    means = {k: float(scores[k].mean()) for k in DTW_KEYS}
-    means_mm = {k: float(scores[f"{k}_mm"].mean()) for k in DTW_KEYS}
+    means = {k: float(scores[k]) for k in DTW_KEYS}
+    means_mm = {k: float(scores[f"{k}_mm"]) for k in DTW_KEYS}
     (out / "test_scores.json").write_text(json.dumps(per_sample, indent=1, ensure_ascii=False))
     summary = {"stage": "lm", "means_m": means, "means_mm_per_step": means_mm, "samples": len(per_sample),
                "kinematics_backend": module.kinematics.backend, "checkpoint": str(ckpt), "config": cfg.NAME,

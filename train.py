@@ -11,7 +11,7 @@ import sys
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from mGPT.config import cache_dir, exp_dir, parse_args
@@ -69,6 +69,7 @@ def main() -> None:
         ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=cfg.TRAIN.MONITOR, mode="min",
                         save_top_k=1, save_last=True, enable_version_counter=False, auto_insert_metric_name=False),
         LearningRateMonitor(logging_interval="step"),
+        TQDMProgressBar(),  # plain text bars read well in Colab cells and log files alike
     ]
     if cfg.TRAIN.CKPT_EVERY_N_STEPS > 0:
         callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,

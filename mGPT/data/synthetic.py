@@ -301,8 +301,13 @@ def _render_clip(signs: list[_Sign], signer: _Signer, fps: int, rng: np.random.G
     control = np.concatenate(joined)  # (T, CONTROL_DIMS)
 
     control[:, LEFT_ARM.start:RIGHT_ARM.stop] += signer.arm_offset
-    control += _smooth_noise(rng, control.shape, 0.012)
+    control += _smooth_noise(rng, control.shape, NOISE_RAD)
     return _control_to_smplx(control, signer)
+
+
+# tremor, in radians per control dimension; a few mm at the wrist, below what a 4x-downsampled
+# tokenizer can follow, so it sets a floor under any reconstruction error
+NOISE_RAD = 0.005
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], scale: float) -> np.ndarray:

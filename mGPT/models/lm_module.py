@@ -44,7 +44,7 @@ class GeneratorModule(pl.LightningModule):
     def __init__(self, cfg: DictConfig, tokenizer: DETO):
         super().__init__()
         self.cfg = cfg
-        self.tokenizer = tokenizer.eval().requires_grad_(False)
+        self.tokenizer = tokenizer.eval().requires_grad_(False)  # frozen: decodes codes for scoring
         sizes = tuple(self.tokenizer.config()[p]["code_num"] for p in PARTS)
         lm = cfg.LM
         self.generator = SignGenerator(lm.MBART_PATH, codebook_sizes=sizes, hand_weight=lm.HAND_WEIGHT,
@@ -54,6 +54,8 @@ class GeneratorModule(pl.LightningModule):
         self.val_metrics = SignDTWMetrics(self.kinematics.parts)
         self.test_metrics = SignDTWMetrics(self.kinematics.parts)
         self.test_outputs: list[dict] = []
+        # from_pretrained hands back eval mode and Lightning keeps modes as set: dropout must train
+        self.generator.train()
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> GeneratorModule:
@@ -126,7 +128,7 @@ class GeneratorModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self._generation_epoch():
             scores = self.val_metrics.compute()
-            self.log_dict({f"val/{k}": v for k, v in scores.items() if v.ndim == 0}, sync_dist=True)
+            self.log_dict({f"val/{k}": v for k, v in scores.items() if torch.is_tensor(v)}, sync_dist=True)
             self.val_metrics.reset()
 
     def _log_videos(self, samples: list[dict]) -> None:

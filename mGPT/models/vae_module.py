@@ -72,6 +72,18 @@ class TokenizerModule(pl.LightningModule):
         self.log_dict({f"val/{k}": v for k, v in self.val_metrics.compute().items()}, sync_dist=True)
         self.val_metrics.reset()
 
+    def on_test_epoch_start(self) -> None:
+        self.test_per_sample: dict[str, dict[str, float]] = {}
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        _, recon = self._losses(batch)
+        pred, ref = self.joints(recon.float()), self.joints(batch["motion"])  # (B, T, J, 3)
+        self.test_metrics.update(pred, ref, batch["lengths"])
+        for k, name in enumerate(batch["names"]):
+            one = ReconstructionMetrics(self.kinematics.parts).to(self.device)
+            one.update(pred[k : k + 1], ref[k : k + 1], batch["lengths"][k : k + 1])
+            self.test_per_sample[name] = {key: float(value) for key, value in one.compute().items()}
+
     def configure_optimizers(self) -> dict:
         return adamw_cosine(self.tokenizer.parameters(), self.cfg, int(self.trainer.estimated_stepping_batches))
 

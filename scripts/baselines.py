@@ -1,0 +1,93 @@
+"""Baselines scored by the same metric code as test.py, to read the model's numbers against.
+
+    python scripts/baselines.py --cfg configs/demo/deto.yaml   # stage 1: mean pose reconstruction
+    python scripts/baselines.py --cfg configs/demo/soke.yaml   # stage 2: mean pose, nearest neighbour
+
+Mean pose: the train split's mean frame for every frame. Nearest neighbour: the training clip whose
+sentence shares the most (normalised) words with the test sentence. Writes
+results/mgpt/<NAME>/test_rank_0/baselines.json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from mGPT.config import cache_dir, parse_args, results_dir
+from mGPT.data.arabic import tokenize_words
+from mGPT.data.features import apply_length_rules, features_to_smplx, smplx_to_features
+from mGPT.data.prepare import PackedSplit, load_cache, load_stats
+from mGPT.metrics.sign_metrics import ReconstructionMetrics, SignDTWMetrics
+from mGPT.utils.kinematics import Kinematics, build_kinematics
+from mGPT.utils.run import run_cli, writable_dir
+
+
+def reference_clips(cfg: DictConfig, split: PackedSplit) -> list[np.ndarray]:
+    """Each clip as test.py sees it: length rules applied, (T, 179)."""
+    return [features_to_smplx(smplx_to_features(apply_length_rules(split.clip(i), cfg.DATASET.MIN_FRAMES,
+                                                                   cfg.DATASET.MAX_FRAMES)))
+            for i in range(len(split))]
+
+
+def nearest_neighbour(text: str, train_words: list[set[str]]) -> int:
+    words = set(tokenize_words(text))
+    return int(np.argmax([len(words & candidate) for candidate in train_words]))
+
+
+def joints(kinematics: Kinematics, params: np.ndarray) -> torch.Tensor:
+    return kinematics(torch.as_tensor(params, dtype=torch.float32))
+
+
+def reconstruction_baseline(kinematics: Kinematics, mean_frame: np.ndarray, refs: list[np.ndarray]) -> dict:
+    metric = ReconstructionMetrics(kinematics.parts)
+    for ref in refs:
+        pred = np.repeat(mean_frame[None], len(ref), axis=0)
+        metric.update(joints(kinematics, pred)[None], joints(kinematics, ref)[None], torch.tensor([len(ref)]))
+    return {k: float(v) for k, v in metric.compute().items()}
+
+
+def dtw_baseline(kinematics: Kinematics, preds: list[np.ndarray], refs: list[np.ndarray]) -> dict:
+    metric = SignDTWMetrics(kinematics.parts)
+    metric.update(torch.arange(len(refs)), [joints(kinematics, p) for p in preds],
+                  [joints(kinematics, r) for r in refs])
+    return {k: float(v) for k, v in metric.compute().items() if torch.is_tensor(v)}
+
+
+def main() -> None:
+    cfg = parse_args(__doc__.splitlines()[0])
+    torch.set_grad_enabled(False)
+    kinematics = build_kinematics(cfg.KINEMATICS.BACKEND, cfg.KINEMATICS.SMPLX_DIR)
+    stats = load_stats(cache_dir(cfg))
+    mean_frame = features_to_smplx(stats["mean133"].astype(np.float32))  # (179,)
+    test = load_cache(cache_dir(cfg), cfg.TEST.SPLIT)
+    refs = reference_clips(cfg, test)
+    if cfg.STAGE == "vae":
+        results = {"mean_pose": reconstruction_baseline(kinematics, mean_frame, refs)}
+        unit = "mm, over all frames"
+    else:
+        train = load_cache(cache_dir(cfg), "train")
+        train_words = [set(tokenize_words(t)) for t in train.texts]
+        neighbours = [nearest_neighbour(t, train_words) for t in test.texts]
+        train_refs = reference_clips(cfg, train)
+        results = {
+            "mean_pose": dtw_baseline(kinematics, [np.repeat(mean_frame[None], len(r), 0) for r in refs], refs),
+            "nearest_neighbour": dtw_baseline(kinematics, [train_refs[n] for n in neighbours], refs),
+        }
+        unit = "DTW accumulated cost in m; *_mm = mm per path step"
+    results["kinematics_backend"] = kinematics.backend
+    out = writable_dir(results_dir(cfg) / "test_rank_0", "results") / "baselines.json"
+    out.write_text(json.dumps(results, indent=1))
+    for name, scores in results.items():
+        if isinstance(scores, dict):
+            print(f"\n{name} ({unit})")
+            for key, value in sorted(scores.items()):
+                print(f"  {key:<28}{value:>12.4f}")
+    print(f"\nwritten to {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
