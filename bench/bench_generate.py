@@ -15,7 +15,6 @@ config at the largest batch.
 
 import argparse
 import random
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -24,10 +23,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from mGPT.archs.amg import SignGenerator  # noqa: E402
-from mGPT.utils.tiny_mbart import make_tiny_mbart  # noqa: E402
+from mGPT.archs.amg import SignGenerator
+from mGPT.utils.tiny_mbart import make_tiny_mbart
 
 ARABIC_LETTERS = "ابتثجحخدذرزسشصضطظعغفقكلمنهوي"
 

@@ -14,15 +14,13 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
 import torch  # noqa: E402
 
-from mGPT.archs.deto import load_tokenizer  # noqa: E402
-from mGPT.archs.retrieval import build_dictionary  # noqa: E402
-from mGPT.data.prepare import default_cache_dir, load_cache  # noqa: E402
-from mGPT.errors import DataError  # noqa: E402
-from mGPT.utils.run import run_cli  # noqa: E402
+from mGPT.archs.deto import load_tokenizer
+from mGPT.archs.retrieval import build_dictionary
+from mGPT.data.prepare import default_cache_dir, load_cache
+from mGPT.errors import DataError
+from mGPT.utils.run import run_cli
 
 DICTIONARY_FILE = "sign_dictionary.json"
 

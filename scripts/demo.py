@@ -41,11 +41,13 @@ def main() -> int:
         "tiny mbart": step("6/9 tiny offline mBART", [py, "scripts/make_tiny_mbart.py", "--corpus", DATA,
                                                       "--out", TINY_MBART], skip_if=f"{TINY_MBART}/config.json"),
         "dictionary": step("7/9 sign dictionary", [py, "scripts/build_dictionary.py", "--tokenizer", TOKENIZER_CKPT,
-                                                   "--data-root", DATA, "--out", f"{DATA}/_cache/sign_dictionary.json"]),
+                                                   "--data-root", DATA]),
         "generator train": step("8/9 train the generator (stage 2)", [py, "train.py", "--cfg", GENERATOR_CFG]),
         "generator test": step("9/9 test the generator, render videos",
                                [py, "test.py", "--cfg", GENERATOR_CFG, "TEST.SAVE_VIDEOS=2",
                                 "TEST.SAVE_PREDICTIONS=true"]),
+        "baselines": step("baselines by the same metric code: mean pose, nearest neighbour",
+                          [py, "scripts/baselines.py", "--cfg", GENERATOR_CFG]),
     }
     print("\n=== timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
     print(f"total {sum(timings.values()):.0f} s. Videos: results/mgpt/demo_soke/test_rank_0/videos/")

@@ -10,10 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from mGPT.errors import SaSOKEError  # noqa: E402
-from mGPT.utils.tiny_mbart import make_tiny_mbart, read_corpus  # noqa: E402
+from mGPT.errors import SaSOKEError
+from mGPT.utils.tiny_mbart import make_tiny_mbart, read_corpus
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

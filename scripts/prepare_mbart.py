@@ -8,11 +8,9 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from mGPT.archs.retrieval import SignDictionary  # noqa: E402
-from mGPT.utils.prune_mbart import collect_sentences, prune_mbart  # noqa: E402
-from mGPT.utils.run import run_cli  # noqa: E402
+from mGPT.archs.retrieval import SignDictionary
+from mGPT.utils.prune_mbart import collect_sentences, prune_mbart
+from mGPT.utils.run import run_cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
