@@ -6,6 +6,7 @@ from arabic_reshaper import reshape
 from bidi import get_display
 from mannequin import Mannequin
 from matplotlib import font_manager
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
@@ -15,7 +16,11 @@ from mGPT.render import caption as caption_module
 from mGPT.render.caption import caption_font, displayable_caption, matplotlib_shapes_text, visual_order
 from mGPT.render.skeleton_video import (
     FINGER_COLOURS,
+    INSET_FACE,
+    LEFT_ARM_COLOUR,
     LOWER_BODY_JOINTS,
+    RIGHT_ARM_COLOUR,
+    hand_groups,
     render_frames,
     render_params,
     save_video,
@@ -24,6 +29,7 @@ from mGPT.render.skeleton_video import (
 from mGPT.utils.kinematics import build_kinematics
 
 SIZE = (160, 160)  # (W, H): small panels keep the tests fast
+INSETS = 80  # height of the hand inset strip under a 160 x 160 panel: half the panel
 CAPTION = "لغة الإشارة السعودية"
 
 # The smplx backend's 70-joint tree: SMPL-X's 55 joints (jaw and eyes under the head, fingers off the
@@ -56,6 +62,18 @@ def signing_pose(mannequin: Mannequin) -> np.ndarray:
     return np.asarray(mannequin.joint_transforms(pose)[..., :3, 3])  # (54, 3)
 
 
+@pytest.fixture(scope="module")
+def pointing_pose(mannequin: Mannequin) -> np.ndarray:
+    """The signing pose with the right index finger stretched out, the other right fingers still curled."""
+    pose = mannequin.rest_pose()
+    pose["body_pose"][15] = [0.0, -0.5, -1.1]
+    pose["body_pose"][16] = [0.0, 0.5, 1.1]
+    pose["body_pose"][17, 1] = -2.0
+    pose["body_pose"][18, 1] = 2.0
+    pose["hand_pose"][18:, 2] = 1.0  # right hand joints 15-17 are the index finger
+    return np.asarray(mannequin.joint_transforms(pose)[..., :3, 3])  # (54, 3)
+
+
 def clip(*poses: np.ndarray) -> np.ndarray:
     return np.stack(poses)  # (T, J, 3)
 
@@ -67,7 +85,7 @@ def has_colour(image: np.ndarray, colour: str, tolerance: int = 12) -> bool:
 
 def test_frames_shape_dtype_and_determinism(mannequin, t_pose, signing_pose) -> None:
     frames = render_frames(clip(t_pose, signing_pose, t_pose), mannequin.parents, size=(160, 120))
-    assert frames.shape == (3, 120, 160, 3)
+    assert frames.shape == (3, 120 + 60, 160, 3)  # insets: half the smaller side of the panel
     assert frames.dtype == np.uint8
     np.testing.assert_array_equal(frames[0], frames[2])  # same pose, same pixels
     assert (frames[0] != frames[1]).any(axis=-1).sum() > 200  # a different pose moves many pixels
@@ -108,11 +126,14 @@ def test_side_view_projects_depth(mannequin, signing_pose) -> None:
 
 
 def test_caption_fills_the_strip_under_the_figure(mannequin, t_pose) -> None:
-    with_caption = render_frames(clip(t_pose), mannequin.parents, caption=CAPTION, size=SIZE)[0]
-    without = render_frames(clip(t_pose), mannequin.parents, size=SIZE)[0]
+    with_caption = render_frames(clip(t_pose), mannequin.parents, caption=CAPTION, size=SIZE,
+                                 hand_insets=False)[0]
+    without = render_frames(clip(t_pose), mannequin.parents, size=SIZE, hand_insets=False)[0]
     strip = slice(-SIZE[1] // 10, None)
     assert (with_caption[strip] < 100).any(axis=-1).sum() > 60
     assert (without[strip] == 255).all()
+    under_insets = render_frames(clip(t_pose), mannequin.parents, caption=CAPTION, size=SIZE)[0]
+    np.testing.assert_array_equal(under_insets[strip], with_caption[strip])  # the insets stay above it
 
 
 def test_reference_panel_doubles_the_width_and_holds_its_last_frame(mannequin, t_pose, signing_pose) -> None:
@@ -120,7 +141,9 @@ def test_reference_panel_doubles_the_width_and_holds_its_last_frame(mannequin, t
     reference = clip(signing_pose, t_pose)
     frames = render_frames(generated, mannequin.parents, reference=reference, size=SIZE)
     width = SIZE[0]
-    assert frames.shape == (4, SIZE[1], 2 * width, 3)
+    assert frames.shape == (4, SIZE[1] + INSETS, 2 * width, 3)
+    insets = frames[:, -INSETS:]
+    np.testing.assert_array_equal(insets[1, :, :width], insets[0, :, width:])  # one hand scale for both
     right = frames[:, :, width:]
     assert (right[0] != right[1]).any()
     np.testing.assert_array_equal(right[1], right[2])
@@ -156,6 +179,65 @@ def test_layout_of_smplx_skeleton_groups_fingers() -> None:
     palms = [group for group in layout.groups if group.width == 1.4]
     assert sorted(len(group.starts) for group in palms) == [5, 5]  # wrist to each finger base
     assert not set(LOWER_BODY_JOINTS) & set(layout.drawn_joints.tolist())
+
+
+def test_layout_finds_each_hand_wrist_first() -> None:
+    kinematics = build_kinematics("skeleton")
+    layout = skeleton_layout(kinematics.parents)
+    assert layout.hands["left"].tolist() == kinematics.parts["lhand"].joints
+    assert layout.hands["right"].tolist() == kinematics.parts["rhand"].joints
+    smplx = skeleton_layout(SMPLX_PARENTS)  # fingers 25-39 and tips 60-64 hang off the left wrist
+    assert smplx.hands["left"].tolist() == [20, *range(25, 40), *range(60, 65)]
+    assert smplx.hands["right"].tolist() == [21, *range(40, 55), *range(65, 70)]
+
+
+def test_hand_groups_hold_one_hand_and_its_forearm(mannequin) -> None:
+    layout = skeleton_layout(mannequin.parents)
+    groups = hand_groups(layout, mannequin.parents, "right")
+    bones = {(int(a), int(b)) for group in groups for a, b in zip(group.starts, group.ends, strict=True)}
+    right_hand = set(layout.hands["right"].tolist())
+    assert (19, 21) in bones  # right elbow to right wrist
+    assert {b for _, b in bones} == right_hand  # every right-hand joint, nothing of the left hand
+    assert sorted(group.colour for group in groups if group.colour in FINGER_COLOURS) == sorted(FINGER_COLOURS)
+    assert {group.colour for group in groups} - set(FINGER_COLOURS) == {RIGHT_ARM_COLOUR}
+
+
+def test_hand_insets_magnify_the_handshape(monkeypatch, mannequin, signing_pose, pointing_pose) -> None:
+    labels: list[str] = []
+    original = Axes.text
+
+    def recording_text(self, x, y, s, *args, **kwargs):
+        labels.append(s)
+        return original(self, x, y, s, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "text", recording_text)
+    frames = render_frames(clip(signing_pose, pointing_pose), mannequin.parents, size=SIZE)
+    assert labels == ["R", "L"]  # the figure's right hand first: it is on the viewer's left
+    assert frames.shape == (2, SIZE[1] + INSETS, SIZE[0], 3)
+    changed = (frames[0] != frames[1]).any(axis=-1)  # (H, W): only the right index finger moved
+    right_inset, left_inset = changed[SIZE[1]:, : SIZE[0] // 2], changed[SIZE[1]:, SIZE[0] // 2:]
+    assert not left_inset.any()
+    assert right_inset.sum() > 2 * changed[: SIZE[1]].sum() > 0  # the same finger, drawn bigger
+    assert has_colour(frames[0][SIZE[1]:, : SIZE[0] // 2], RIGHT_ARM_COLOUR)
+    assert has_colour(frames[0][SIZE[1]:, SIZE[0] // 2:], LEFT_ARM_COLOUR)
+    for colour in FINGER_COLOURS:
+        assert has_colour(frames[0][SIZE[1]:], colour), colour
+
+
+def test_hand_insets_follow_the_wrists(mannequin, signing_pose) -> None:
+    moved = signing_pose + [0.3, -0.2, 0.1]
+    frames = render_frames(clip(signing_pose, moved), mannequin.parents, size=SIZE)
+    assert (frames[0, : SIZE[1]] != frames[1, : SIZE[1]]).any()
+    np.testing.assert_array_equal(frames[0, SIZE[1]:], frames[1, SIZE[1]:])
+
+
+def test_without_insets_the_panel_is_the_old_layout(mannequin, signing_pose, pointing_pose) -> None:
+    poses = clip(signing_pose, pointing_pose)
+    with_insets = render_frames(poses, mannequin.parents, size=SIZE)
+    without = render_frames(poses, mannequin.parents, size=SIZE, hand_insets=False)
+    assert without.shape == (2, SIZE[1], SIZE[0], 3)
+    np.testing.assert_array_equal(without, with_insets[:, : SIZE[1]])  # the insets go under an unchanged panel
+    assert has_colour(with_insets[:, SIZE[1]:], INSET_FACE, tolerance=0)
 
 
 def test_layout_rejects_non_smplx_order() -> None:
@@ -270,9 +352,9 @@ def test_render_params_poses_renders_and_saves(tmp_path, mannequin, t_pose) -> N
     assert path == tmp_path / "out" / "sample.gif"
     assert kinematics.grad_enabled == [False, False]
 
-    joints = t_pose + params[:, None, :3]
-    expected = render_frames(joints, mannequin.parents, caption=CAPTION, reference=clip(t_pose, t_pose),
-                             size=SIZE)
+    rest = t_pose.astype(np.float32)  # posed in float32 like the kinematics: insets magnify rounding
+    joints = rest + params[:, None, :3]
+    expected = render_frames(joints, mannequin.parents, caption=CAPTION, reference=clip(rest, rest), size=SIZE)
     save_video(expected, tmp_path / "expected.gif", fps=12)
     np.testing.assert_array_equal(np.stack(imageio.mimread(path)),
                                   np.stack(imageio.mimread(tmp_path / "expected.gif")))
@@ -297,7 +379,7 @@ def test_render_params_with_the_skeleton_backend(tmp_path) -> None:
     body_pose[:, 18, 1] = 2.0
     path = render_params(params, kinematics, tmp_path / "sample.gif", caption=CAPTION)
     frames = np.stack(imageio.mimread(path))
-    assert frames.shape == (2, 480, 480, 3)
+    assert frames.shape == (2, 480 + 240, 480, 3)
     assert np.abs(frames[0].astype(int) - frames[1]).max() > 100
     for colour in FINGER_COLOURS:
         assert has_colour(frames[0], colour, tolerance=30), colour  # GIF palettes shift colours a little
