@@ -237,3 +237,45 @@ def test_tiny_vqvae_learns_to_reconstruct_a_toy_signal():
         losses.append(recon_loss.item())
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < 0.2 * first, (first, last)
+
+
+def _ddp_quantizer_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        quantizer = _quantizer_for_ddp_test()
+        full_batch = _ddp_test_batch()
+        quantizer(full_batch[rank : rank + 1])  # each rank sees half of the batch
+        torch.save(quantizer.state_dict(), f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def _quantizer_for_ddp_test():
+    from mGPT.archs.vqvae import EMAQuantizer
+
+    quantizer = EMAQuantizer(code_num=8, code_dim=4, decay=0.9).train()
+    quantizer.codebook.copy_(torch.randn(8, 4, generator=torch.Generator().manual_seed(0)))
+    quantizer.reset_ema_from_codebook()
+    # counts well above 1, so no code is reset: the update must then be exactly the EMA formula
+    quantizer.code_sum.mul_(10.0)
+    quantizer.code_count.fill_(10.0)
+    return quantizer
+
+
+def _ddp_test_batch() -> torch.Tensor:
+    return torch.randn(2, 4, 6, generator=torch.Generator().manual_seed(1))  # (B, code_dim, N)
+
+
+def test_codebook_learns_from_every_ddp_rank(tmp_path):
+    """2 gloo processes, half a batch each, end with the codebook one process gets from the whole batch."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_quantizer_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    single = _quantizer_for_ddp_test()
+    single(_ddp_test_batch())
+    for key in ("codebook", "code_sum", "code_count"):
+        torch.testing.assert_close(ranks[0][key], ranks[1][key])
+        torch.testing.assert_close(ranks[0][key], single.state_dict()[key])

@@ -12,6 +12,17 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _from_rank_zero(rows: torch.Tensor) -> torch.Tensor:
+    """Random rows drawn on rank 0, so every rank's codebook stays identical."""
+    if _distributed():
+        torch.distributed.broadcast(rows, src=0)
+    return rows
+
+
 class ResidualBlock(nn.Module):
     """ReLU -> dilated conv k3 -> ReLU -> conv k1, added to the input. Keeps shape (B, C, T)."""
 
@@ -119,7 +130,7 @@ class EMAQuantizer(nn.Module):
     @torch.no_grad()
     def initialise_from(self, flat: torch.Tensor) -> None:
         """Start the codebook (and its EMA state) from random encodings (N, code_dim) of a batch."""
-        self.codebook.copy_(self._random_rows(flat))
+        self.codebook.copy_(_from_rank_zero(self._random_rows(flat)))
         self.reset_ema_from_codebook()
 
     @torch.no_grad()
@@ -137,13 +148,16 @@ class EMAQuantizer(nn.Module):
         assignment = F.one_hot(codes, self.code_num).to(flat.dtype)  # (N, code_num)
         batch_sum = assignment.t() @ flat  # (code_num, code_dim)
         batch_count = assignment.sum(0)  # (code_num,)
+        if _distributed():  # under DDP every rank sees part of the batch: the codebook must learn from all
+            torch.distributed.all_reduce(batch_sum)
+            torch.distributed.all_reduce(batch_count)
         self.code_sum.mul_(self.decay).add_(batch_sum, alpha=1 - self.decay)
         self.code_count.mul_(self.decay).add_(batch_count, alpha=1 - self.decay)
 
         dead = self.code_count < 1.0  # (code_num,)
         self.dead_codes.fill_(int(dead.sum()))
         # a reset code restarts with count 1 so that codebook == code_sum / code_count holds for every row
-        replacement = self._random_rows(flat)
+        replacement = _from_rank_zero(self._random_rows(flat))
         self.code_sum[dead] = replacement[dead]
         self.code_count[dead] = 1.0
         self.codebook.copy_(self.code_sum / self.code_count[:, None])
