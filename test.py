@@ -14,12 +14,13 @@ import sys
 from pathlib import Path
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import TQDMProgressBar
 import torch
 from omegaconf import DictConfig
+from pytorch_lightning.callbacks import TQDMProgressBar
 
-from mGPT.config import checkpoint_path, parse_args, results_dir
+from mGPT.config import parse_args, results_dir
 from mGPT.data.features import smplx_params_dict
+from mGPT.models.checkpoints import trained_checkpoint
 from mGPT.utils.run import run_cli, writable_dir
 
 PARTS = ("body", "lhand", "rhand")
@@ -39,8 +40,7 @@ def test_tokenizer(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
     from mGPT.models.vae_module import TokenizerModule
 
     tokenizer = load_tokenizer(ckpt, cfg.DATASET.MEAN_PATH, cfg.DATASET.STD_PATH)
-    module = TokenizerModule(cfg, tokenizer.mean.numpy(), tokenizer.std.numpy())
-    module.tokenizer.load_state_dict(tokenizer.state_dict())
+    module = TokenizerModule(cfg, tokenizer)  # the checkpoint's sizes, not the config's VQ
     data = SignDataModule(cfg, tokenizer.mean.numpy(), tokenizer.std.numpy())
     trainer = pl.Trainer(accelerator=cfg.ACCELERATOR, devices=1, precision=cfg.PRECISION, logger=False,
                          callbacks=[TQDMProgressBar()])
@@ -103,7 +103,7 @@ def main() -> None:
     cfg = parse_args(__doc__.splitlines()[0])
     pl.seed_everything(cfg.SEED)
     torch.set_grad_enabled(False)
-    ckpt = checkpoint_path(cfg)
+    ckpt = trained_checkpoint(cfg)
     out = writable_dir(results_dir(cfg) / "test_rank_0", "results")
     summary = test_tokenizer(cfg, ckpt, out) if cfg.STAGE == "vae" else test_generator(cfg, ckpt, out)
     print(f"\nscores: {out / 'test_scores.json'}\nsummary: {out / 'test_summary.json'} ({summary['samples']} samples)")

@@ -8,13 +8,17 @@ Re-running with the same NAME resumes from experiments/mgpt/<NAME>/checkpoints/l
 from __future__ import annotations
 
 import sys
+import warnings
+from pathlib import Path
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
 from mGPT.config import cache_dir, exp_dir, parse_args
+from mGPT.utils.atomic_checkpoint import AtomicCheckpointIO
 from mGPT.utils.run import run_cli, writable_dir
 
 
@@ -26,17 +30,14 @@ def build_module(cfg: DictConfig) -> tuple[pl.LightningModule, pl.LightningDataM
         from mGPT.data.prepare import load_stats
         from mGPT.models.vae_module import TokenizerModule
 
-        if cfg.TRAIN.PRETRAINED_VAE:  # fine-tune: the starting tokenizer's own statistics come with it
+        if cfg.TRAIN.PRETRAINED_VAE:  # fine-tune: the starting tokenizer's sizes and statistics come with it
             start = load_tokenizer(cfg.TRAIN.PRETRAINED_VAE, cfg.DATASET.MEAN_PATH, cfg.DATASET.STD_PATH)
-            mean133, std133 = start.mean.numpy(), start.std.numpy()
+            module = TokenizerModule(cfg, start)
         else:
-            start = None
             stats = load_stats(cache_dir(cfg))
-            mean133, std133 = stats["mean133"], stats["std133"]
-        module = TokenizerModule(cfg, mean133, std133)
-        if start is not None:
-            module.tokenizer.load_state_dict(start.state_dict())
-        return module, SignDataModule(cfg, mean133, std133)
+            module = TokenizerModule.from_config(cfg, stats["mean133"], stats["std133"])
+        tokenizer = module.tokenizer
+        return module, SignDataModule(cfg, tokenizer.mean.numpy(), tokenizer.std.numpy())
 
     from mGPT.models.lm_module import GeneratorModule
 
@@ -54,7 +55,29 @@ def build_trainer(cfg: DictConfig, ckpt_dir, callbacks=(), logger=True) -> pl.Tr
         log_every_n_steps=train.LOG_EVERY_N_STEPS, accumulate_grad_batches=train.ACCUMULATE_GRAD_BATCHES,
         gradient_clip_val=train.GRAD_CLIP or None, default_root_dir=ckpt_dir.parent,
         callbacks=list(callbacks), logger=logger, num_sanity_val_steps=0,
+        plugins=[AtomicCheckpointIO()],  # a kill while saving leaves the old checkpoint, never half of one
     )
+
+
+def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list[pl.Callback]:
+    """Checkpoints (best.ckpt, last.ckpt), learning-rate logging and progress bars."""
+    callbacks = [
+        # best.ckpt is judged when validation runs; last.ckpt is written after every epoch, validated or not,
+        # so that a resumed run (Colab disconnects) never repeats epochs that had no validation
+        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=cfg.TRAIN.MONITOR, mode="min",
+                        save_top_k=1, save_on_train_epoch_end=False, enable_version_counter=False,
+                        auto_insert_metric_name=False),
+        ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True, save_on_train_epoch_end=True,
+                        enable_version_counter=False),
+        LearningRateMonitor(logging_interval="step"),
+        TQDMProgressBar(),  # plain text bars read well in Colab cells and log files alike
+    ]
+    if cfg.TRAIN.CKPT_EVERY_N_STEPS > 0:
+        # both callbacks write last.ckpt; without enable_version_counter=False the second makes last-v1.ckpt
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
+                                         every_n_train_steps=cfg.TRAIN.CKPT_EVERY_N_STEPS,
+                                         enable_version_counter=False))
+    return callbacks
 
 
 def main() -> None:
@@ -65,24 +88,28 @@ def main() -> None:
     OmegaConf.save(cfg, exp / "config.yaml")
 
     module, data = build_module(cfg)
-    callbacks = [
-        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=cfg.TRAIN.MONITOR, mode="min",
-                        save_top_k=1, save_last=True, enable_version_counter=False, auto_insert_metric_name=False),
-        LearningRateMonitor(logging_interval="step"),
-        TQDMProgressBar(),  # plain text bars read well in Colab cells and log files alike
-    ]
-    if cfg.TRAIN.CKPT_EVERY_N_STEPS > 0:
-        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
-                                         every_n_train_steps=cfg.TRAIN.CKPT_EVERY_N_STEPS))
+    callbacks = build_callbacks(cfg, ckpt_dir)
     logger = TensorBoardLogger(save_dir=str(exp), name="", version="logs", default_hp_metric=False)
     trainer = build_trainer(cfg, ckpt_dir, callbacks, logger)
 
     last = ckpt_dir / "last.ckpt"
-    if last.is_file():
+    resume = last.is_file()
+    if resume:
         print(f"resuming from {last}")
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None)
+    with warnings.catch_warnings():
+        if resume:  # the folder is meant to hold our checkpoints
+            warnings.filterwarnings("ignore", "Checkpoint directory .* exists and is not empty")
+        if cfg.STAGE == "lm":  # its tokenizer is frozen in eval mode on purpose (GeneratorModule.train)
+            warnings.filterwarnings("ignore", r"Found \d+ module\(s\) in eval mode", PossibleUserWarning)
+        trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
     if trainer.is_global_zero:
-        print(f"checkpoints: {ckpt_dir}/best.ckpt and {ckpt_dir}/last.ckpt")
+        best = ckpt_dir / "best.ckpt"
+        if best.is_file():
+            print(f"checkpoints: {best} and {last}")
+        else:
+            print(f"checkpoint: {last}. No validation ran in {cfg.TRAIN.MAX_EPOCHS} epochs "
+                  f"(TRAIN.VAL_EVERY_N_EPOCHS={cfg.TRAIN.VAL_EVERY_N_EPOCHS}), so there is no best.ckpt; "
+                  "test.py uses last.ckpt instead.")
 
 
 if __name__ == "__main__":

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mGPT.config import checkpoint_path, load_config
+from mGPT.config import load_config
 from mGPT.data.arabic import is_arabic
 from mGPT.data.features import smplx_params_dict
 from mGPT.errors import SaSOKEError
+from mGPT.models.checkpoints import trained_checkpoint
 from mGPT.utils.run import run_cli, writable_dir
 
 
@@ -52,7 +53,7 @@ def main() -> None:
     if cfg.STAGE != "lm":
         raise SaSOKEError(f"{args.cfg} is a stage '{cfg.STAGE}' config; text-to-sign needs the stage 'lm' config")
     torch.set_grad_enabled(False)
-    module = GeneratorModule.from_checkpoint(checkpoint_path(cfg), cfg)
+    module = GeneratorModule.from_checkpoint(trained_checkpoint(cfg), cfg)
     dictionary = load_dictionary(cfg, module.fingerprint)
     params = text_to_smplx(module, args.text, dictionary)
 

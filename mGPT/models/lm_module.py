@@ -8,9 +8,11 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.tensorboard import SummaryWriter
 
 from mGPT.archs.amg import SignGenerator
-from mGPT.archs.deto import DETO, load_tokenizer
+from mGPT.archs.deto import CONFIG_SAFE_GLOBALS, DETO, load_tokenizer
+from mGPT.config import exp_dir
 from mGPT.data.features import features_to_smplx
 from mGPT.errors import CheckpointError
 from mGPT.metrics.sign_metrics import SignDTWMetrics
@@ -51,11 +53,18 @@ class GeneratorModule(pl.LightningModule):
                                        src_lang=lm.SRC_LANG, tgt_lang=lm.TGT_LANG,
                                        max_text_tokens=lm.MAX_TEXT_TOKENS, max_motion_tokens=lm.MAX_MOTION_TOKENS)
         self.kinematics = build_kinematics(cfg.KINEMATICS.BACKEND, cfg.KINEMATICS.SMPLX_DIR).requires_grad_(False)
-        self.val_metrics = SignDTWMetrics(self.kinematics.parts)
-        self.test_metrics = SignDTWMetrics(self.kinematics.parts)
+        python_dtw = bool(OmegaConf.select(cfg, "BASELINE.PYTHON_DTW", default=False))  # benchmarks only
+        self.val_metrics = SignDTWMetrics(self.kinematics.parts, reference_dtw=python_dtw)
+        self.test_metrics = SignDTWMetrics(self.kinematics.parts, reference_dtw=python_dtw)
         self.test_outputs: list[dict] = []
         # from_pretrained hands back eval mode and Lightning keeps modes as set: dropout must train
         self.generator.train()
+
+    def train(self, mode: bool = True) -> GeneratorModule:
+        """Modes follow `mode`, except the frozen tokenizer: in training mode its codebooks would move."""
+        super().train(mode)
+        self.tokenizer.eval()
+        return self
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> GeneratorModule:
@@ -72,7 +81,15 @@ class GeneratorModule(pl.LightningModule):
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"generator checkpoint not found: {path}")
-        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+        try:
+            with torch.serialization.safe_globals(CONFIG_SAFE_GLOBALS):  # tensors and plain data, never code
+                checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as err:  # torch raises many types for a file it refuses or cannot parse
+            raise CheckpointError(
+                f"{path} is not a readable generator checkpoint ({type(err).__name__}: {str(err)[:200]}); "
+                "only files that hold tensors and plain data are loaded, since unpickling anything else "
+                "could run code. Give the stage 2 checkpoint, e.g. experiments/mgpt/<NAME>/checkpoints/best.ckpt"
+            ) from err
         meta = checkpoint.get("sasoke", {}) if isinstance(checkpoint, dict) else {}
         if meta.get("stage") != "lm":
             raise CheckpointError(
@@ -97,8 +114,9 @@ class GeneratorModule(pl.LightningModule):
 
     def generate_smplx(self, texts: list[str], keywords: list | None) -> tuple[list[torch.Tensor], list[np.ndarray]]:
         test = self.cfg.TEST
+        use_cache = not OmegaConf.select(self.cfg, "BASELINE.NO_KV_CACHE", default=False)  # benchmarks only
         codes = self.generator.generate(texts, keywords, do_sample=test.DECODING == "sample",
-                                        temperature=test.TEMPERATURE, top_k=test.TOP_K)
+                                        temperature=test.TEMPERATURE, top_k=test.TOP_K, use_cache=use_cache)
         return codes, codes_to_smplx(self.tokenizer, codes)
 
     def joints(self, params: np.ndarray) -> torch.Tensor:
@@ -133,16 +151,17 @@ class GeneratorModule(pl.LightningModule):
 
     def _log_videos(self, samples: list[dict]) -> None:
         from mGPT.render.skeleton_video import render_frames
+        from mGPT.render.tensorboard import add_gif
 
         experiment = getattr(self.logger, "experiment", None)
-        if experiment is None or not hasattr(experiment, "add_video"):
+        # other DDP ranks get a dummy experiment whose methods return None; only rank 0 writes the logs
+        if not self.trainer.is_global_zero or not isinstance(experiment, SummaryWriter):
             return
         for k, sample in enumerate(samples):
             frames = render_frames(self.joints(sample["generated"]).cpu().numpy(), self.kinematics.parents,
                                    caption=sample["text"], reference=self.joints(sample["reference"]).cpu().numpy(),
-                                   size=(320, 240))
-            video = torch.from_numpy(frames).permute(0, 3, 1, 2)[None]  # (1, T, 3, H, W)
-            experiment.add_video(f"val/sample_{k}", video, self.global_step, fps=self.cfg.DATASET.TARGET_FPS)
+                                   size=(320, 240))  # (T, H, W, 3) uint8
+            add_gif(experiment, f"val/sample_{k}", frames, self.global_step, fps=self.cfg.DATASET.TARGET_FPS)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         dataset = self.trainer.datamodule.dataset(self.cfg.TEST.SPLIT)
@@ -166,11 +185,13 @@ class GeneratorModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         meta = checkpoint.get("sasoke", {})
+        last = exp_dir(self.cfg) / "checkpoints" / "last.ckpt"
         if meta.get("stage") != "lm":
-            raise CheckpointError(f"this checkpoint is of stage {meta.get('stage')!r}; stage 2 resumes only "
-                                  "from an 'lm' checkpoint")
+            raise CheckpointError(f"cannot resume stage 2 (lm) from {last}: it is a stage {meta.get('stage')!r} "
+                                  f"checkpoint. NAME={self.cfg.NAME} already holds another run; choose a new NAME")
         if meta.get("tokenizer_fingerprint") != self.fingerprint:
-            raise CheckpointError("this generator checkpoint was trained with a different tokenizer than "
-                                  "TRAIN.PRETRAINED_VAE; use a new NAME or the same tokenizer")
+            raise CheckpointError(f"cannot resume from {last}: it was trained with a different tokenizer than "
+                                  f"TRAIN.PRETRAINED_VAE={self.cfg.TRAIN.PRETRAINED_VAE}; use a new NAME or the "
+                                  "same tokenizer")
         for key, value in self.kinematics.state_dict(prefix="kinematics.").items():
             checkpoint["state_dict"].setdefault(key, value)

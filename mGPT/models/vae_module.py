@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from mGPT.archs.deto import DETO
-from mGPT.config import vq_kwargs
+from mGPT.config import exp_dir, vq_kwargs
 from mGPT.data.features import features_to_smplx
 from mGPT.errors import CheckpointError
 from mGPT.metrics.sign_metrics import ReconstructionMetrics
@@ -20,17 +20,25 @@ PARTS = ("body", "lhand", "rhand")
 
 
 class TokenizerModule(pl.LightningModule):
-    def __init__(self, cfg: DictConfig, mean133: np.ndarray, std133: np.ndarray):
+    """Trains, validates and tests `tokenizer`, whose own sizes and statistics win over the config's."""
+
+    def __init__(self, cfg: DictConfig, tokenizer: DETO):
         super().__init__()
         self.cfg = cfg
-        kwargs = vq_kwargs(cfg)
-        self.tokenizer = DETO(kwargs["body"], kwargs["lhand"], kwargs["rhand"],
-                              torch.as_tensor(mean133, dtype=torch.float32),
-                              torch.as_tensor(std133, dtype=torch.float32))
+        # a loaded tokenizer comes in eval mode; Lightning keeps modes as set, and EMA codebooks learn in train
+        self.tokenizer = tokenizer.train()
         self.kinematics = build_kinematics(cfg.KINEMATICS.BACKEND, cfg.KINEMATICS.SMPLX_DIR)
         self.kinematics.requires_grad_(False)
         self.val_metrics = ReconstructionMetrics(self.kinematics.parts)
         self.test_metrics = ReconstructionMetrics(self.kinematics.parts)
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, mean133: np.ndarray, std133: np.ndarray) -> TokenizerModule:
+        """A new tokenizer with the VQ sizes of the config, for features normalised by mean133/std133."""
+        kwargs = vq_kwargs(cfg)
+        tokenizer = DETO(kwargs["body"], kwargs["lhand"], kwargs["rhand"],
+                         torch.as_tensor(mean133, dtype=torch.float32), torch.as_tensor(std133, dtype=torch.float32))
+        return cls(cfg, tokenizer)
 
     def _losses(self, batch: dict) -> tuple[dict, torch.Tensor]:
         motion, mask = batch["motion"], batch["mask"]  # (B, T, 133), (B, T)
@@ -96,6 +104,8 @@ class TokenizerModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         stage = checkpoint.get("sasoke", {}).get("stage")
         if stage != "vae":
-            raise CheckpointError(f"this checkpoint is of stage {stage!r}; stage 1 resumes only from a 'vae' one")
+            last = exp_dir(self.cfg) / "checkpoints" / "last.ckpt"
+            raise CheckpointError(f"cannot resume stage 1 (vae) from {last}: it is a stage {stage!r} checkpoint. "
+                                  f"NAME={self.cfg.NAME} already holds another run; choose a new NAME")
         for key, value in self.kinematics.state_dict(prefix="kinematics.").items():
             checkpoint["state_dict"].setdefault(key, value)
