@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_DETO = REPO / "configs" / "demo" / "deto.yaml"
@@ -34,6 +35,15 @@ TINY_VQ = [f"VQ.{part}.{key}={TINY_WIDTH}" for part in ("BODY", "LHAND", "RHAND"
 TOKENIZER_NAME = "tiny_deto"
 TOKENIZER_EPOCHS = 10
 BATCH_SIZE = 8
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """The suite's models are tiny: one thread beats two, and far more so while anything else runs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 RunCommand = Callable[..., subprocess.CompletedProcess]
 
