@@ -59,8 +59,8 @@ def time_generate(generator: SignGenerator, texts: list[str], steps: int, use_ca
 
 
 def bench_shape(shape: ModelShape, work_dir: Path, sentences: list[str], batches: list[int], steps: int,
-                progress: tqdm) -> float:
-    """Print one line per batch size; return the speedup at the largest batch."""
+                progress: tqdm) -> list[dict]:
+    """Print one line per batch size; return them as dicts (batch, tokens/s and seconds of each side)."""
     progress.set_description(f"building {shape.name}")
     folder = make_tiny_mbart(sentences, work_dir / shape.name, d_model=shape.d_model, layers=shape.layers,
                              vocab_size=3000, attention_heads=shape.heads, ffn_dim=shape.ffn_dim)
@@ -68,7 +68,7 @@ def bench_shape(shape: ModelShape, work_dir: Path, sentences: list[str], batches
     vocab = len(generator.tokenizer)
     generator.generate(sentences[:1], max_steps=2)  # first-call costs (allocator, kernels) out of the timing
 
-    speedup = 0.0
+    rows = []
     for batch in batches:
         texts = sentences[:batch]
         progress.set_description(f"{shape.name} batch {batch}: cached")
@@ -84,8 +84,11 @@ def bench_shape(shape: ModelShape, work_dir: Path, sentences: list[str], batches
             f"recompute {full_rate:8.1f} tokens/s ({full_s:6.2f} s)  speedup {speedup:5.2f}x  "
             f"same tokens: {'yes' if same else 'no'}"
         )
+        rows.append({"model": shape.name, "batch": batch, "steps": steps, "cached_tokens_per_s": cached_rate,
+                     "cached_s": cached_s, "recompute_tokens_per_s": full_rate, "recompute_s": full_s,
+                     "speedup": speedup, "same_tokens": same})
     del generator
-    return speedup
+    return rows
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -112,9 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"CPU threads: {torch.get_num_threads()}; steps: {steps}; batches: {batches}")
 
     with tempfile.TemporaryDirectory() as work_dir, tqdm(total=len(shapes) * len(batches)) as progress:
-        speedups = [bench_shape(shape, Path(work_dir), sentences, batches, steps, progress)
-                    for shape in shapes]
-    print(f"speedup={speedups[-1]:.2f}")
+        rows = [bench_shape(shape, Path(work_dir), sentences, batches, steps, progress) for shape in shapes]
+    print(f"speedup={rows[-1][-1]['speedup']:.2f}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from mGPT.metrics.dtw import dtw_mpjpe_batch
+from mGPT.metrics.dtw_reference import loop_dtw_mpjpe
 from mGPT.utils.kinematics import build_kinematics
 
 ARM_JOINTS = (12, 13, 14, 15, 16, 17, 18, 19, 20, 21)  # SMPL-X neck, collars, head, shoulders, elbows, wrists
@@ -64,30 +65,25 @@ def make_pairs(pairs: int, pred_frames: int, ref_frames: int, seed: int) -> tupl
     return preds, refs
 
 
-def loop_frame_cost(pred: np.ndarray, ref: np.ndarray) -> float:
-    """One (K, 3) frame pair: Procrustes-align pred onto ref by SVD, mean joint distance."""
-    pred_mean, ref_mean = pred.mean(axis=0), ref.mean(axis=0)
-    pred_centred, ref_centred = pred - pred_mean, ref - ref_mean
-    cross_cov = pred_centred.T @ ref_centred
-    u, _, vt = np.linalg.svd(cross_cov)
-    flip = np.eye(3)
-    flip[2, 2] = np.sign(np.linalg.det(vt.T @ u.T))
-    rotation = vt.T @ flip @ u.T
-    scale = np.trace(rotation @ cross_cov) / (pred_centred**2).sum()
-    aligned = scale * pred_centred @ rotation.T + ref_mean
-    return float(np.sqrt(((aligned - ref) ** 2).sum(axis=1)).mean())
+def measure(pairs: int = 100, pred_frames: int = 200, ref_frames: int = 210, seed: int = 0) -> dict:
+    """Time both implementations on the same pairs; wall and CPU seconds of each, and the scores' gap."""
+    preds, refs = make_pairs(pairs, pred_frames, ref_frames, seed)
+    dtw_mpjpe_batch(preds[:1], refs[:1], align="procrustes")  # warm-up: first-call set-up is not per pair
+    # wall clock is what a user waits; CPU time of this process is the steadier number on a shared machine
+    start, start_cpu = time.perf_counter(), time.process_time()
+    batched, _ = dtw_mpjpe_batch(preds, refs, align="procrustes")
+    batched_seconds, batched_cpu = time.perf_counter() - start, time.process_time() - start_cpu
 
-
-def loop_dtw_mpjpe_pa(pred: np.ndarray, ref: np.ndarray) -> float:
-    rows, cols = len(pred), len(ref)
-    cost = [[loop_frame_cost(pred[i], ref[j]) for j in range(cols)] for i in range(rows)]
-    inf = float("inf")
-    acc = [[inf] * (cols + 1) for _ in range(rows + 1)]
-    acc[0][0] = 0.0
-    for i in range(1, rows + 1):
-        for j in range(1, cols + 1):
-            acc[i][j] = cost[i - 1][j - 1] + min(acc[i - 1][j - 1], acc[i - 1][j], acc[i][j - 1])
-    return acc[rows][cols]
+    start, start_cpu = time.perf_counter(), time.process_time()
+    looped = np.array([loop_dtw_mpjpe(p, r, "procrustes")[0]
+                       for p, r in tqdm(zip(preds, refs, strict=True), total=len(preds), desc="python loop")])
+    loop_seconds, loop_cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    max_difference = float(np.abs(batched - looped).max())
+    if max_difference > 1e-6:
+        raise AssertionError(f"batched and loop DTW-MPJPE-PA disagree by {max_difference:.3e} m")
+    return {"pairs": pairs, "batched_s": batched_seconds, "batched_cpu_s": batched_cpu,
+            "loop_s": loop_seconds, "loop_cpu_s": loop_cpu, "mean_m": float(batched.mean()),
+            "max_difference": max_difference}
 
 
 def main() -> None:
@@ -103,28 +99,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    preds, refs = make_pairs(args.pairs, args.pred_frames, args.ref_frames, args.seed)
     print(f"{args.pairs} pairs of {args.pred_frames} x {args.ref_frames} frames, 7 body joints, "
           f"torch threads={torch.get_num_threads()}")
-
-    dtw_mpjpe_batch(preds[:1], refs[:1], align="procrustes")  # warm-up: first-call set-up is not per pair
-    # wall clock is what a user waits; CPU time of this process is the steadier number on a shared machine
-    start, start_cpu = time.perf_counter(), time.process_time()
-    batched, _ = dtw_mpjpe_batch(preds, refs, align="procrustes")
-    batched_seconds, batched_cpu = time.perf_counter() - start, time.process_time() - start_cpu
-    print(f"batched: {batched_seconds:.3f} s wall, {batched_cpu:.3f} s cpu")
-
-    start, start_cpu = time.perf_counter(), time.process_time()
-    looped = np.array([loop_dtw_mpjpe_pa(p, r) for p, r in tqdm(zip(preds, refs, strict=True),
-                                                               total=len(preds), desc="python loop")])
-    loop_seconds, loop_cpu = time.perf_counter() - start, time.process_time() - start_cpu
-    print(f"python loop: {loop_seconds:.3f} s wall, {loop_cpu:.3f} s cpu")
-
-    max_difference = float(np.abs(batched - looped).max())
-    print(f"mean DTW-MPJPE-PA {batched.mean():.6f} m, max |batched - loop| = {max_difference:.3e}")
-    assert max_difference <= 1e-6, "batched and loop DTW-MPJPE-PA disagree"
-    print(f"cpu-time speedup {loop_cpu / batched_cpu:.1f}")
-    print(f"speedup={loop_seconds / batched_seconds:.1f}")
+    result = measure(args.pairs, args.pred_frames, args.ref_frames, args.seed)
+    print(f"batched: {result['batched_s']:.3f} s wall, {result['batched_cpu_s']:.3f} s cpu")
+    print(f"python loop: {result['loop_s']:.3f} s wall, {result['loop_cpu_s']:.3f} s cpu")
+    print(f"mean DTW-MPJPE-PA {result['mean_m']:.6f} m, "
+          f"max |batched - loop| = {result['max_difference']:.3e}")
+    print(f"cpu-time speedup {result['loop_cpu_s'] / result['batched_cpu_s']:.1f}")
+    print(f"speedup={result['loop_s'] / result['batched_s']:.1f}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from mGPT.errors import SaSOKEError
+from mGPT.utils.run import os_error_message
 from mGPT.utils.tiny_mbart import make_tiny_mbart, read_corpus
 
 
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> None:
                                   vocab_size=args.vocab_size, seed=args.seed)
     except SaSOKEError as err:
         print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as err:  # a full disk or an --out that cannot be a folder
+        print(f"error: {os_error_message(err, args.out)}", file=sys.stderr)
         sys.exit(2)
     print(f"tiny mBART written to {out_dir}")
 

@@ -13,6 +13,7 @@ from mGPT.config import cache_dir, codes_path, dictionary_path
 from mGPT.data.codes import load_codes
 from mGPT.data.datasets import MotionDataset, collate_motion
 from mGPT.data.features import apply_length_rules, smplx_to_features
+from mGPT.data.pickle_reference import clip_source
 from mGPT.data.prepare import PackedSplit, load_cache
 from mGPT.errors import DataError
 
@@ -30,12 +31,14 @@ class CodeTextDataset(Dataset):
             )
         self.dictionary = dictionary
         self.cfg = cfg
+        self.reference_clips = clip_source(cfg, self.packed, split)
 
     def __len__(self) -> int:
         return len(self.packed)
 
     def reference_features(self, i: int) -> np.ndarray:  # (T, 133) raw
-        frames = apply_length_rules(self.packed.clip(i), self.cfg.DATASET.MIN_FRAMES, self.cfg.DATASET.MAX_FRAMES)
+        frames = apply_length_rules(self.reference_clips.clip(i), self.cfg.DATASET.MIN_FRAMES,
+                                    self.cfg.DATASET.MAX_FRAMES)
         return smplx_to_features(frames)
 
     def __getitem__(self, i: int) -> dict:
@@ -86,8 +89,9 @@ class SignDataModule(pl.LightningDataModule):
         if split not in self.datasets:
             data = self.cfg.DATASET
             if self.cfg.STAGE == "vae":
+                clips = clip_source(self.cfg, load_cache(cache_dir(self.cfg), split), split)
                 self.datasets[split] = MotionDataset(
-                    load_cache(cache_dir(self.cfg), split), self.mean133, self.std133,
+                    clips, self.mean133, self.std133,
                     window=data.WINDOW if split == "train" else None,
                     min_frames=data.MIN_FRAMES, max_frames=data.MAX_FRAMES, random_crop=split == "train",
                 )

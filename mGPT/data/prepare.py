@@ -38,6 +38,7 @@ from tqdm import tqdm
 from mGPT.data.features import resample_to_fps, stats_179_to_133
 from mGPT.data.isharah import FRAME_DIMS, pose_dir_path, read_clip, read_split_csv, split_csv_path
 from mGPT.errors import DataError, SaSOKEError
+from mGPT.utils.run import os_error_message
 
 CACHE_FORMAT = 1
 DEFAULT_SPLITS = ("train", "val", "test", "dictionary")
@@ -532,6 +533,10 @@ def main(argv: list[str] | None = None) -> int:
                              workers=max(args.workers, 1))
     except SaSOKEError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a full disk or an --out that cannot be a folder
+        folder = args.out or default_cache_dir(args.data_root)
+        print(f"error: {os_error_message(error, folder)}", file=sys.stderr)
         return 2
     print(format_report(report))
     return 0

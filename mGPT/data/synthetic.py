@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from mGPT.data.isharah import CSV_COLUMNS, SMPLX_KEYS, pose_dir_path, split_csv_path
 from mGPT.errors import DataError, SaSOKEError
+from mGPT.utils.run import os_error_message
 
 PRONOUNS = ("أنا", "أنت", "هو", "هي", "نحن", "هم")
 VERBS = ("يذهب", "يأكل", "يشرب", "يكتب", "يقرأ", "يحب", "يريد", "يعمل", "يلعب", "يشتري", "يرى", "ينام",
@@ -471,6 +472,9 @@ def main(argv: list[str] | None = None) -> int:
         summary = generate_dataset(args.out, seed=args.seed, small=args.small)
     except SaSOKEError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a full disk or an --out that cannot be a folder
+        print(f"error: {os_error_message(error, args.out)}", file=sys.stderr)
         return 2
     for split, counts in summary["splits"].items():
         print(f"{split}: {counts['clips']} clips, {counts['frames']} frames")

@@ -19,6 +19,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from mGPT.metrics.dtw import dtw_batch, frame_costs
+from mGPT.metrics.dtw_reference import loop_dtw_mpjpe
 from mGPT.metrics.procrustes import procrustes_align
 from mGPT.utils.kinematics import PartJoints
 
@@ -36,9 +37,10 @@ class SignDTWMetrics(Metric):
     full_state_update = False
     higher_is_better = False
 
-    def __init__(self, parts: dict[str, PartJoints], **kwargs):
+    def __init__(self, parts: dict[str, PartJoints], reference_dtw: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.parts = parts
+        self.reference_dtw = reference_dtw  # SOKE's per-cell Python loop (BASELINE.PYTHON_DTW), same scores
         self.score_names = [f"{prefix}_{part}" for prefix in DTW_ALIGNMENTS for part in parts]
         self.add_state("sample_ids", default=[], dist_reduce_fx="cat")
         for name in self.score_names:
@@ -53,9 +55,12 @@ class SignDTWMetrics(Metric):
         self.sample_ids.append(sample_ids.to(self.device, torch.long))
         for prefix, align in DTW_ALIGNMENTS.items():
             for part, part_joints in self.parts.items():
-                costs = [frame_costs(pred, ref, align, part_joints.root, part_joints.joints)
-                         for pred, ref in zip(pred_joints, ref_joints, strict=True)]
-                totals, lengths = dtw_batch(costs)  # (B,), (B,)
+                if self.reference_dtw:
+                    totals, lengths = _reference_dtw(pred_joints, ref_joints, align, part_joints)
+                else:
+                    costs = [frame_costs(pred, ref, align, part_joints.root, part_joints.joints)
+                             for pred, ref in zip(pred_joints, ref_joints, strict=True)]
+                    totals, lengths = dtw_batch(costs)  # (B,), (B,)
                 getattr(self, f"{prefix}_{part}").append(totals.to(self.device))
                 getattr(self, f"{prefix}_{part}_path_length").append(lengths.to(self.device))
 
@@ -75,6 +80,16 @@ class SignDTWMetrics(Metric):
             scores[f"{name}_mm"] = per_step_mm.mean()
             scores[f"{name}_mm_per_sample"] = per_step_mm.cpu().numpy()
         return scores
+
+
+def _reference_dtw(pred_joints: list[Tensor], ref_joints: list[Tensor], align: str,
+                   part_joints: PartJoints) -> tuple[Tensor, Tensor]:
+    """(B,) totals and (B,) path lengths from the pure-Python reference, one pair at a time."""
+    results = [loop_dtw_mpjpe(pred.double().cpu().numpy(), ref.double().cpu().numpy(), align,
+                              part_joints.root, part_joints.joints)
+               for pred, ref in zip(pred_joints, ref_joints, strict=True)]
+    return (torch.tensor([total for total, _ in results], dtype=torch.float64),
+            torch.tensor([length for _, length in results], dtype=torch.long))
 
 
 class ReconstructionMetrics(Metric):

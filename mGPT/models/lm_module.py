@@ -88,7 +88,8 @@ class GeneratorModule(pl.LightningModule):
             raise CheckpointError(
                 f"{path} is not a readable generator checkpoint ({type(err).__name__}: {str(err)[:200]}); "
                 "only files that hold tensors and plain data are loaded, since unpickling anything else "
-                "could run code. Give the stage 2 checkpoint, e.g. experiments/mgpt/<NAME>/checkpoints/best.ckpt"
+                "could run code. Give the stage 2 checkpoint, e.g. "
+                "experiments/mgpt/<NAME>/checkpoints/best.ckpt"
             ) from err
         meta = checkpoint.get("sasoke", {}) if isinstance(checkpoint, dict) else {}
         if meta.get("stage") != "lm":

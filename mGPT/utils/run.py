@@ -16,7 +16,17 @@ def run_cli(main: Callable[[], object]) -> int:
     except SaSOKEError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a path or disk problem no check foresaw: still the user's to fix, not a crash
+        print(f"error: {os_error_message(err)}", file=sys.stderr)
+        return 2
     return 0
+
+
+def os_error_message(err: OSError, folder: str | Path | None = None) -> str:
+    """One line for a failed file operation, naming the file (or `folder` when the error has none)."""
+    where = err.filename or folder
+    return (f"cannot read or write {where if where else 'a file'}: {err.strerror or err}. Check that the "
+            "path exists and is a folder you can write to, and that its disk has free space")
 
 
 def writable_dir(path: str | Path, what: str) -> Path:
