@@ -16,6 +16,7 @@ run with one torch thread: on a small shared machine more threads mostly wait on
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -35,6 +36,19 @@ TINY_VQ = [f"VQ.{part}.{key}={TINY_WIDTH}" for part in ("BODY", "LHAND", "RHAND"
 TOKENIZER_NAME = "tiny_deto"
 TOKENIZER_EPOCHS = 10
 BATCH_SIZE = 8
+
+
+@pytest.fixture
+def load_script() -> Callable[[str], object]:
+    """Import scripts/<name>.py as a module, to call its main() in-process."""
+
+    def load(name: str) -> object:
+        spec = importlib.util.spec_from_file_location(f"{name}_script", REPO / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -151,15 +150,9 @@ def test_collect_sentences_from_every_split(tmp_path: Path) -> None:
     assert str(tmp_path / "val") in str(info.value)
 
 
-def load_script(name: str) -> object:
-    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-def test_prepare_mbart_command(tiny_full_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_prepare_mbart_command(tiny_full_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                               load_script) -> None:
     script = load_script("prepare_mbart")
     data_root = tmp_path / "Isharah"
     write_split_csv(data_root, "train", KEPT_SENTENCES)

@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import logging
 from pathlib import Path
@@ -229,15 +228,8 @@ def save_tiny_tokenizer(path: Path) -> DETO:
     return deto
 
 
-def load_script(name: str) -> object:
-    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-def test_build_dictionary_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_build_dictionary_command(tmp_path: Path, capsys: pytest.CaptureFixture, load_script) -> None:
     data_root = tmp_path / "Isharah"
     generate_dataset(data_root, small=True)
     build_cache(data_root, splits=["train"], workers=1)

@@ -2,7 +2,6 @@
 
 import csv
 import hashlib
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -106,27 +105,20 @@ def test_read_corpus_names_a_missing_path(tmp_path: Path) -> None:
         read_corpus(tmp_path / "nowhere.txt")
 
 
-def _load_script():
-    script = REPO / "scripts" / "make_tiny_mbart.py"
-    spec = importlib.util.spec_from_file_location("make_tiny_mbart_script", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-def test_cli_builds_a_loadable_folder(tmp_path: Path) -> None:
+def test_cli_builds_a_loadable_folder(tmp_path: Path, load_script) -> None:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(SENTENCES), encoding="utf-8")
-    _load_script().main(["--corpus", str(corpus), "--out", str(tmp_path / "m"), "--d-model", "32",
+    load_script("make_tiny_mbart").main(["--corpus", str(corpus), "--out", str(tmp_path / "m"), "--d-model", "32",
                          "--layers", "1", "--seed", "1"])
     model = MBartForConditionalGeneration.from_pretrained(tmp_path / "m", local_files_only=True)
     assert model.config.d_model == 32
     assert torch.isfinite(model.get_input_embeddings().weight).all()
 
 
-def test_cli_error_exits_2_with_a_message(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_error_exits_2_with_a_message(tmp_path: Path, capsys: pytest.CaptureFixture, load_script) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        _load_script().main(["--corpus", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "m")])
+        load_script("make_tiny_mbart").main(["--corpus", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "m")])
     assert exit_info.value.code == 2
     stderr = capsys.readouterr().err
     assert stderr.startswith("error: ") and "missing.txt" in stderr
