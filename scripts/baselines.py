@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from mGPT.config import cache_dir, parse_args, results_dir
 from mGPT.data.arabic import tokenize_words
-from mGPT.data.features import apply_length_rules, features_to_smplx, smplx_to_features
+from mGPT.data.features import clip_features, features_to_smplx
 from mGPT.data.prepare import PackedSplit, load_cache, load_stats
 from mGPT.metrics.sign_metrics import ReconstructionMetrics, SignDTWMetrics
 from mGPT.utils.kinematics import Kinematics, build_kinematics
@@ -28,8 +28,8 @@ from mGPT.utils.run import run_cli, writable_dir
 
 def reference_clips(cfg: DictConfig, split: PackedSplit) -> list[np.ndarray]:
     """Each clip as test.py sees it: length rules applied, (T, 179)."""
-    return [features_to_smplx(smplx_to_features(apply_length_rules(split.clip(i), cfg.DATASET.MIN_FRAMES,
-                                                                   cfg.DATASET.MAX_FRAMES)))
+    data = cfg.DATASET
+    return [features_to_smplx(clip_features(split.clip(i), data.MIN_FRAMES, data.MAX_FRAMES))
             for i in range(len(split))]
 
 

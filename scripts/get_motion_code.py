@@ -18,7 +18,7 @@ from tqdm import tqdm
 from mGPT.archs.deto import DETO, load_tokenizer
 from mGPT.config import cache_dir, codes_path, parse_args
 from mGPT.data.codes import save_codes
-from mGPT.data.features import apply_length_rules, smplx_to_features
+from mGPT.data.features import clip_features
 from mGPT.data.prepare import PackedSplit, load_cache
 from mGPT.errors import CheckpointError
 from mGPT.utils.run import run_cli
@@ -31,8 +31,7 @@ BATCH = 32
 def encode_split(tokenizer: DETO, packed: PackedSplit, min_frames: int, max_frames: int,
                  device: torch.device, desc: str) -> list[np.ndarray]:
     """Codes (T_i/4, 3) per clip; clips of equal length are encoded together."""
-    features = [smplx_to_features(apply_length_rules(packed.clip(i), min_frames, max_frames))
-                for i in range(len(packed))]
+    features = [clip_features(packed.clip(i), min_frames, max_frames) for i in range(len(packed))]
     by_length: dict[int, list[int]] = defaultdict(list)
     for i, clip in enumerate(features):
         by_length[len(clip)].append(i)

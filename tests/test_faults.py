@@ -25,7 +25,6 @@ import pytest
 import torch
 
 from mGPT.data.prepare import build_cache, load_cache, load_stats
-from mGPT.data.synthetic import generate_dataset
 from mGPT.errors import CheckpointError, DataError
 from mGPT.utils.atomic_checkpoint import AtomicCheckpointIO
 from tests.tiny_chain import REPO, TINY_VQ, TOKENIZER_CFG, run
@@ -33,15 +32,6 @@ from tests.tiny_chain import REPO, TINY_VQ, TOKENIZER_CFG, run
 SPLITS = ("train", "val", "test", "dictionary")
 BATCH_SIZE = 2
 EPOCHS = 2
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The small synthetic sample (24 train clips) with its packed cache."""
-    root = tmp_path_factory.mktemp("sample") / "data"
-    generate_dataset(root, seed=0, small=True)
-    build_cache(root)
-    return root
 
 
 def train_command(data: Path, exp: Path, name: str) -> list[str]:
@@ -85,13 +75,13 @@ def assert_every_checkpoint_loads(folder: Path) -> None:
 
 
 @pytest.mark.slow
-def test_training_killed_mid_epoch_resumes_to_the_same_step_count(sample: Path, tmp_path: Path) -> None:
-    steps_per_epoch = math.ceil(len(load_cache(sample / "_cache", "train")) / BATCH_SIZE)
+def test_training_killed_mid_epoch_resumes_to_the_same_step_count(small_sample: Path, tmp_path: Path) -> None:
+    steps_per_epoch = math.ceil(len(load_cache(small_sample / "_cache", "train")) / BATCH_SIZE)
     total = EPOCHS * steps_per_epoch
-    run(train_command(sample, tmp_path, "straight"))
+    run(train_command(small_sample, tmp_path, "straight"))
     assert saved_step(tmp_path / "straight" / "checkpoints" / "last.ckpt") == total
 
-    command = train_command(sample, tmp_path, "killed")
+    command = train_command(small_sample, tmp_path, "killed")
     checkpoints = tmp_path / "killed" / "checkpoints"
     first = kill_when(command, checkpoints / "last.ckpt", lambda step: 2 <= step < steps_per_epoch - 2)
     assert_every_checkpoint_loads(checkpoints)
@@ -146,9 +136,9 @@ def kill_prepare_when(data: Path, ready: Callable[[Path], bool]) -> None:
 
 
 @pytest.mark.slow
-def test_cache_build_killed_part_way_never_loads_broken(sample: Path, tmp_path: Path) -> None:
+def test_cache_build_killed_part_way_never_loads_broken(small_sample: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    shutil.copytree(sample, data, ignore=shutil.ignore_patterns("_cache"))
+    shutil.copytree(small_sample, data, ignore=shutil.ignore_patterns("_cache"))
     reference = tmp_path / "reference"
     build_cache(data, reference)
 
@@ -166,11 +156,11 @@ def test_cache_build_killed_part_way_never_loads_broken(sample: Path, tmp_path: 
 
 
 @pytest.mark.slow
-def test_unwritable_experiment_folder(sample: Path, tmp_path: Path) -> None:
+def test_unwritable_experiment_folder(small_sample: Path, tmp_path: Path) -> None:
     """Root ignores chmod, so the folder is made impossible instead: it would have to live under a file."""
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    result = run(train_command(sample, blocker / "exp", "blocked"), check=False)
+    result = run(train_command(small_sample, blocker / "exp", "blocked"), check=False)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert f"error: cannot write the experiment folder {blocker / 'exp' / 'blocked'}" in result.stderr
@@ -183,8 +173,8 @@ def limit_file_size(max_bytes: int) -> Callable[[], None]:
 
 
 @pytest.mark.slow
-def test_disk_full_while_saving_a_checkpoint(sample: Path, tmp_path: Path) -> None:
-    result = run(train_command(sample, tmp_path, "full"), check=False, preexec_fn=limit_file_size(1 << 20))
+def test_disk_full_while_saving_a_checkpoint(small_sample: Path, tmp_path: Path) -> None:
+    result = run(train_command(small_sample, tmp_path, "full"), check=False, preexec_fn=limit_file_size(1 << 20))
     checkpoints = tmp_path / "full" / "checkpoints"
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
@@ -194,9 +184,9 @@ def test_disk_full_while_saving_a_checkpoint(sample: Path, tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_disk_full_while_building_the_cache(sample: Path, tmp_path: Path) -> None:
+def test_disk_full_while_building_the_cache(small_sample: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    shutil.copytree(sample, data, ignore=shutil.ignore_patterns("_cache"))
+    shutil.copytree(small_sample, data, ignore=shutil.ignore_patterns("_cache"))
     result = run(["-m", "mGPT.data.prepare", "--data-root", str(data)], check=False,
                  preexec_fn=limit_file_size(1 << 20))  # the train frames are 1.5 MB
     assert result.returncode == 2, result.stderr[-3000:]

@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from mGPT.data.arabic import ARABIC_STOP_WORDS, normalize_arabic, tokenize_words
-from mGPT.data.features import apply_length_rules, smplx_to_features
+from mGPT.data.features import clip_features
 from mGPT.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -237,12 +237,12 @@ def build_dictionary(
         )
 
     features = {
-        word: smplx_to_features(apply_length_rules(split.clip(i), min_frames, max_frames))  # (T, 133)
+        word: clip_features(split.clip(i), min_frames, max_frames)  # (T, 133)
         for word, i in chosen.items()
     }
     words_of_length: dict[int, list[str]] = defaultdict(list)
-    for word, clip_features in features.items():
-        words_of_length[len(clip_features)].append(word)
+    for word, word_features in features.items():
+        words_of_length[len(word_features)].append(word)
 
     codes_of: dict[str, np.ndarray] = {}
     with tqdm(total=len(features), desc="encoding signs", unit="sign") as bar:

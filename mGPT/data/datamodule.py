@@ -12,7 +12,7 @@ from mGPT.archs.retrieval import SignDictionary
 from mGPT.config import cache_dir, codes_path, dictionary_path
 from mGPT.data.codes import load_codes
 from mGPT.data.datasets import MotionDataset, collate_motion
-from mGPT.data.features import apply_length_rules, smplx_to_features
+from mGPT.data.features import clip_features
 from mGPT.data.pickle_reference import clip_source
 from mGPT.data.prepare import PackedSplit, load_cache
 from mGPT.errors import DataError
@@ -37,9 +37,7 @@ class CodeTextDataset(Dataset):
         return len(self.packed)
 
     def reference_features(self, i: int) -> np.ndarray:  # (T, 133) raw
-        frames = apply_length_rules(self.reference_clips.clip(i), self.cfg.DATASET.MIN_FRAMES,
-                                    self.cfg.DATASET.MAX_FRAMES)
-        return smplx_to_features(frames)
+        return clip_features(self.reference_clips.clip(i), self.cfg.DATASET.MIN_FRAMES, self.cfg.DATASET.MAX_FRAMES)
 
     def __getitem__(self, i: int) -> dict:
         text = self.packed.texts[i]

@@ -199,3 +199,8 @@ def apply_length_rules(frames: Array, min_frames: int = 40, max_frames: int = 40
     excess = length % multiple
     start = excess // 2
     return frames[..., start:start + length - excess, :]
+
+
+def clip_features(frames179: Array, min_frames: int = 40, max_frames: int = 400) -> Array:
+    """A stored clip (T, 179) as the models see it: length rules applied, then the 133-dim feature."""
+    return smplx_to_features(apply_length_rules(frames179, min_frames, max_frames))
