@@ -48,23 +48,34 @@ def saved_step(checkpoint: Path) -> int | None:
         return None
 
 
-def kill_when(command: list[str], checkpoint: Path, ready: Callable[[int], bool]) -> int:
-    """Start `python command`, kill -9 it once `checkpoint` holds a step for which ready(step); that step."""
-    process = subprocess.Popen([sys.executable, *command], cwd=REPO, stdout=subprocess.DEVNULL,
+def kill_9_when(argv: list[str], ready: Callable[[], bool], poll_seconds: float) -> None:
+    """Start `python argv` and kill -9 it as soon as ready() holds; fail if it ends first."""
+    process = subprocess.Popen([sys.executable, *argv], cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
         while process.poll() is None:
-            step = saved_step(checkpoint) if checkpoint.is_file() else None
-            if step is not None and ready(step):
+            if ready():
                 process.send_signal(signal.SIGKILL)
                 process.wait()
-                return step
-            time.sleep(0.01)
-        raise AssertionError(f"the run ended (exit code {process.returncode}) before it could be killed")
+                return
+            time.sleep(poll_seconds)
+        raise AssertionError(f"{' '.join(argv[:3])} ended (exit code {process.returncode}) before it could be killed")
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def kill_when(command: list[str], checkpoint: Path, ready: Callable[[int], bool]) -> int:
+    """Start `python command`, kill -9 it once `checkpoint` holds a step for which ready(step); that step."""
+    steps: list[int | None] = []
+
+    def step_ready() -> bool:
+        steps.append(saved_step(checkpoint) if checkpoint.is_file() else None)
+        return steps[-1] is not None and ready(steps[-1])
+
+    kill_9_when(command, step_ready, poll_seconds=0.01)
+    return steps[-1]
 
 
 def assert_every_checkpoint_loads(folder: Path) -> None:
@@ -118,21 +129,8 @@ def cache_matches_or_refuses(cache: Path, reference: Path) -> list[str]:
 
 
 def kill_prepare_when(data: Path, ready: Callable[[Path], bool]) -> None:
-    cache = data / "_cache"
-    command = [sys.executable, "-m", "mGPT.data.prepare", "--data-root", str(data), "--workers", "1"]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while process.poll() is None:
-            if ready(cache):
-                process.send_signal(signal.SIGKILL)
-                process.wait()
-                return
-            time.sleep(0.005)
-        raise AssertionError(f"prepare ended (exit code {process.returncode}) before it could be killed")
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    command = ["-m", "mGPT.data.prepare", "--data-root", str(data), "--workers", "1"]
+    kill_9_when(command, lambda: ready(data / "_cache"), poll_seconds=0.005)
 
 
 @pytest.mark.slow
