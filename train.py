@@ -61,12 +61,15 @@ def build_trainer(cfg: DictConfig, ckpt_dir, callbacks=(), logger=True) -> pl.Tr
 
 def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list[pl.Callback]:
     """Checkpoints (best.ckpt, last.ckpt), learning-rate logging and progress bars."""
+    # Generation metrics (val/DTW_*) are logged only on generation epochs: best.ckpt is judged on those alone.
+    generation_monitor = cfg.STAGE == "lm" and cfg.TRAIN.MONITOR.startswith("val/DTW")
+    judge_every = cfg.TRAIN.GEN_VAL_EVERY_N_EPOCHS if generation_monitor else 1
     callbacks = [
         # best.ckpt is judged when validation runs; last.ckpt is written after every epoch, validated or not,
         # so that a resumed run (Colab disconnects) never repeats epochs that had no validation
         ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=cfg.TRAIN.MONITOR, mode="min",
                         save_top_k=1, save_on_train_epoch_end=False, enable_version_counter=False,
-                        auto_insert_metric_name=False),
+                        auto_insert_metric_name=False, every_n_epochs=judge_every),
         ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True, save_on_train_epoch_end=True,
                         enable_version_counter=False),
         LearningRateMonitor(logging_interval="step"),

@@ -153,7 +153,7 @@ def train_chain(plan: Plan, data: Path, work: Path, env: dict) -> tuple[list[str
                              "--data-root", str(data)]),
         ("train the generator", ["train.py", "--cfg", GENERATOR_CFG, *stage2,
                                  f"TRAIN.MAX_EPOCHS={plan.generator_epochs}", "TRAIN.VAL_EVERY_N_EPOCHS=1000",
-                                 "TRAIN.GEN_VAL_EVERY_N_EPOCHS=0"]),
+                                 "TRAIN.GEN_VAL_EVERY_N_EPOCHS=0", "TRAIN.MONITOR=val/loss"]),
     ]
     for title, command in tqdm(steps, desc="models for the end-to-end rows"):
         tqdm.write(f"  {title}")

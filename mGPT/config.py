@@ -98,7 +98,24 @@ def load_config(cfg_path: str | Path, overrides: list[str] | None = None) -> Dic
     cfg.BASE = None
     if cfg.STAGE not in ("vae", "lm"):
         raise ConfigError(f"STAGE must be 'vae' or 'lm', got {cfg.STAGE!r} (from {cfg_path})")
+    if cfg.STAGE == "lm":
+        _check_generation_schedule(cfg.TRAIN, cfg_path)
     return cfg
+
+
+def _check_generation_schedule(train: DictConfig, cfg_path: str | Path) -> None:
+    """Generation validation runs inside validation epochs, so its period must be a multiple of theirs."""
+    every, val_every = train.GEN_VAL_EVERY_N_EPOCHS, train.VAL_EVERY_N_EPOCHS
+    if every > 0 and every % val_every != 0:
+        raise ConfigError(
+            f"TRAIN.GEN_VAL_EVERY_N_EPOCHS={every} must be a multiple of TRAIN.VAL_EVERY_N_EPOCHS={val_every} "
+            f"(from {cfg_path}): generation validation only runs in epochs that validate"
+        )
+    if train.MONITOR.startswith("val/DTW") and every <= 0:
+        raise ConfigError(
+            f"TRAIN.MONITOR={train.MONITOR} is a generation metric, but TRAIN.GEN_VAL_EVERY_N_EPOCHS={every} "
+            f"switches generation validation off (from {cfg_path}); set it above 0 or monitor val/loss"
+        )
 
 
 def vq_kwargs(cfg: DictConfig) -> dict[str, dict[str, int | float]]:

@@ -50,6 +50,10 @@ def test_base_loop_is_an_error(tmp_path):
         ("STAGE: tokenizer\n", [], r"STAGE must be 'vae' or 'lm'"),
         ("", ["NOEQUALS"], r"must look like KEY\.SUB=value"),
         ("VQ:\n  BODY:\n    WIDTHS: 3\n", [], r"unknown config key VQ\.BODY\.WIDTHS"),
+        ("STAGE: lm\n", ["TRAIN.VAL_EVERY_N_EPOCHS=2", "TRAIN.GEN_VAL_EVERY_N_EPOCHS=5"],
+         r"GEN_VAL_EVERY_N_EPOCHS=5 must be a multiple of TRAIN\.VAL_EVERY_N_EPOCHS=2"),
+        ("STAGE: lm\n", ["TRAIN.MONITOR=val/DTW_MPJPE_mean", "TRAIN.GEN_VAL_EVERY_N_EPOCHS=0"],
+         r"MONITOR=val/DTW_MPJPE_mean is a generation metric.*GEN_VAL_EVERY_N_EPOCHS=0"),
     ],
 )
 def test_bad_configs_name_the_key(tmp_path, text, overrides, message):

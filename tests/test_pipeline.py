@@ -209,7 +209,8 @@ def test_stage2_resumes_from_last_checkpoint(run_command, workdir, chain, genera
     resumed = workdir / "experiments" / "mgpt" / "tiny_soke_resumed"
     shutil.copytree(generator_run.exp, resumed)
     result = run_command([REPO / "train.py", "--cfg", DEMO_SOKE, *overrides(chain, resumed.name),
-                          "TRAIN.MAX_EPOCHS=2", "TRAIN.GEN_VAL_EVERY_N_EPOCHS=0"])
+                          "TRAIN.MAX_EPOCHS=2", "TRAIN.GEN_VAL_EVERY_N_EPOCHS=0",
+                          "TRAIN.MONITOR=val/loss"])
     assert f"resuming from experiments/mgpt/{resumed.name}/checkpoints/last.ckpt" in result.stdout
     assert "exists and is not empty" not in result.stderr  # resuming into our own folder is no warning
     checkpoint = torch.load(resumed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import DEMO_DETO, REPO, TOKENIZER_EPOCHS, tokenizer_overrides
+from conftest import DEMO_DETO, DEMO_SOKE, REPO, TOKENIZER_EPOCHS, tokenizer_overrides
 from pytorch_lightning.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader
@@ -24,6 +24,7 @@ from mGPT.data.features import apply_length_rules, smplx_to_features
 from mGPT.data.prepare import load_cache, load_stats
 from mGPT.errors import CheckpointError
 from mGPT.models.checkpoints import trained_checkpoint
+from mGPT.models.lm_module import GENERATION_MONITOR
 from mGPT.models.vae_module import TokenizerModule
 from train import build_callbacks, build_trainer
 
@@ -84,6 +85,27 @@ def test_last_checkpoint_follows_every_epoch_and_best_only_validated_ones(tmp_pa
     assert sorted(p.name for p in ckpt_dir.iterdir()) == ["best.ckpt", "last.ckpt"]
     assert read_checkpoint(ckpt_dir / "last.ckpt")["global_step"] == 6
     assert read_checkpoint(ckpt_dir / "best.ckpt")["global_step"] == 4
+
+
+class GenerationLineModule(LineModule):
+    """Logs a generation metric only every 2nd epoch, as GeneratorModule does; it is lowest after epoch 2."""
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        super().validation_step(batch, batch_idx)
+        if (self.current_epoch + 1) % 2 == 0:
+            self.log(GENERATION_MONITOR, float(abs(self.current_epoch - 1.5)))
+
+
+def test_stage2_best_checkpoint_is_judged_on_generation_epochs_only(tmp_path) -> None:
+    cfg = load_config(DEMO_SOKE, ["ACCELERATOR=cpu", "TRAIN.MAX_EPOCHS=5", "TRAIN.VAL_EVERY_N_EPOCHS=1",
+                                  "TRAIN.GEN_VAL_EVERY_N_EPOCHS=2", "TRAIN.LOG_EVERY_N_STEPS=1"])
+    assert cfg.TRAIN.MONITOR == GENERATION_MONITOR  # the shipped stage 2 configs judge by generation
+    ckpt_dir = tmp_path / "checkpoints"
+    logger = TensorBoardLogger(save_dir=str(tmp_path), name="", version="logs")
+    trainer = build_trainer(cfg, ckpt_dir, build_callbacks(cfg, ckpt_dir), logger)
+    trainer.fit(GenerationLineModule())  # raises if best.ckpt looked for the metric on epochs 1, 3 or 5
+    assert read_checkpoint(ckpt_dir / "best.ckpt")["global_step"] == 4  # epoch 2 (0.5) beats epoch 4 (1.5)
+    assert read_checkpoint(ckpt_dir / "last.ckpt")["global_step"] == 10
 
 
 def test_test_checkpoint_then_best_then_last_of_a_run_without_validation(tmp_path, capsys) -> None:

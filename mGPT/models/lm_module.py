@@ -20,6 +20,8 @@ from mGPT.models.schedule import adamw_cosine
 from mGPT.utils.kinematics import build_kinematics
 
 PARTS = ("body", "lhand", "rhand")
+# Generation metrics exist only on generation epochs (TRAIN.GEN_VAL_EVERY_N_EPOCHS).
+GENERATION_MONITOR = "val/DTW_MPJPE_mean"
 
 
 @torch.no_grad()
@@ -147,7 +149,10 @@ class GeneratorModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self._generation_epoch():
             scores = self.val_metrics.compute()
-            self.log_dict({f"val/{k}": v for k, v in scores.items() if torch.is_tensor(v)}, sync_dist=True)
+            logged = {f"val/{k}": v for k, v in scores.items() if torch.is_tensor(v)}
+            # one number for best.ckpt: a generator that is good at the body but poor at the hands is not good
+            logged[GENERATION_MONITOR] = torch.stack([scores[f"DTW_MPJPE_{p}"] for p in PARTS]).mean()
+            self.log_dict(logged, sync_dist=True)
             self.val_metrics.reset()
 
     def _log_videos(self, samples: list[dict]) -> None:
