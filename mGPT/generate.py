@@ -23,14 +23,23 @@ from mGPT.models.checkpoints import trained_checkpoint
 from mGPT.utils.run import run_cli, writable_dir
 
 
-def text_to_smplx(module, text: str, dictionary=None) -> np.ndarray:
-    """One sentence -> SMPL-X parameters (T, 179) with the module's tokenizer and generator."""
+def checked_text(text: str) -> str:
+    """`text` stripped; an error if nothing is left, a warning if it is not Arabic."""
     text = text.strip()
     if not text:
         raise SaSOKEError("the text is empty: give an Arabic sentence with --text")
     if not is_arabic(text):
         warnings.warn(f"the text {text[:40]!r} is not Arabic; the model was trained on Arabic sentences",
-                      stacklevel=2)
+                      stacklevel=3)
+    return text
+
+
+def text_to_smplx(module, text: str, dictionary=None) -> np.ndarray:
+    """One sentence -> SMPL-X parameters (T, 179) with the module's tokenizer and generator."""
+    return _generate(module, checked_text(text), dictionary)
+
+
+def _generate(module, text: str, dictionary) -> np.ndarray:
     cfg = module.cfg.LM
     keywords = [dictionary.keywords_for(text, cfg.MAX_KEYWORDS, cfg.MAX_TRIPLETS)] if dictionary else None
     _, params = module.generate_smplx([text], keywords)
@@ -50,12 +59,13 @@ def main() -> None:
     from mGPT.models.lm_module import GeneratorModule
 
     cfg = load_config(args.cfg, args.overrides)
+    text = checked_text(args.text)  # before the model loads, which takes a while with the real mBART
     if cfg.STAGE != "lm":
         raise SaSOKEError(f"{args.cfg} is a stage '{cfg.STAGE}' config; text-to-sign needs the stage 'lm' config")
     torch.set_grad_enabled(False)
     module = GeneratorModule.from_checkpoint(trained_checkpoint(cfg), cfg)
     dictionary = load_dictionary(cfg, module.fingerprint)
-    params = text_to_smplx(module, args.text, dictionary)
+    params = _generate(module, text, dictionary)
 
     out = writable_dir(args.out, "output")
     stem = re.sub(r"\W+", "_", args.text.strip())[:40].strip("_") or "sign"
