@@ -191,6 +191,30 @@ def test_stage2_test_writes_scores_predictions_and_videos(generator_test, chain)
 
 
 @pytest.mark.slow
+def test_retrieval_check_scores_the_test_split_with_dictionary_swapped_and_no_keywords(
+        run_command, workdir, chain, generator_test) -> None:
+    test = load_cache(chain["data"] / "_cache", "test")
+    sentences = [normalize_arabic(t).split() for t in test.texts]
+    word = next(w for w in sentences[0] if not all(w in s for s in sentences))  # both subsets non-empty
+    holds = [word in s for s in sentences]
+    result = run_command([REPO / "scripts" / "retrieval_check.py", "--cfg", DEMO_SOKE, *overrides(chain),
+                          "--words", word])
+    assert "swapped" in result.stdout
+    report = json.loads((generator_test / "retrieval_check.json").read_text(encoding="utf-8"))
+    summary = json.loads((generator_test / "test_summary.json").read_text(encoding="utf-8"))
+    everything = report[f"all {len(test)} test clips"]
+    assert sorted(everything) == ["dictionary", "none", "swapped"]
+    for key in DTW_KEYS:  # the dictionary row is test.py's run: same checkpoint, keywords, greedy decoding
+        assert everything["dictionary"][key] == pytest.approx(summary["means_m"][key], rel=1e-6)
+    with_word = report[f"{sum(holds)} clips with the given words"]
+    without = report[f"{len(holds) - sum(holds)} clips without them"]
+    for row in ("dictionary", "swapped", "none"):  # the subsets split the clips: their means recombine
+        for key in DTW_KEYS:
+            recombined = (sum(holds) * with_word[row][key] + (len(holds) - sum(holds)) * without[row][key])
+            assert recombined / len(holds) == pytest.approx(everything[row][key], rel=1e-6)
+
+
+@pytest.mark.slow
 def test_text_to_sign_cli_writes_parameters_and_a_video(run_command, workdir, chain, generator_run) -> None:
     run_command(["-m", "mGPT.generate", "--cfg", DEMO_SOKE, "--text", "أنا أذهب", "--out", "free_text",
                  "--video", "free_text/x.mp4", *overrides(chain)])
