@@ -7,6 +7,8 @@
    derangement). A generator that copies signs from its keywords gets worse; one that ignores them
    does not;
 3. none: no keywords at all.
+With LM.RETRIEVAL=false (a generator trained without retrieval) only the third is scored, so the
+subsets below can be compared between the two generators.
 With --words, the means are also given over the test clips whose sentence holds one of those words,
 e.g. words kept out of training with scripts/holdout_words.py. Writes
 results/mgpt/<NAME>/test_rank_0/retrieval_check.json.
@@ -74,7 +76,7 @@ def main() -> None:
     from mGPT.data.datamodule import SignDataModule, load_dictionary
     from mGPT.models.lm_module import GeneratorModule
 
-    cfg: DictConfig = load_config(args.cfg, [*args.overrides, "LM.RETRIEVAL=true"])
+    cfg: DictConfig = load_config(args.cfg, args.overrides)
     if cfg.STAGE != "lm":
         raise SaSOKEError(f"{args.cfg} is a stage '{cfg.STAGE}' config; the retrieval check needs stage 'lm'")
     pl.seed_everything(cfg.SEED)
@@ -85,9 +87,11 @@ def main() -> None:
     data = SignDataModule(cfg, fingerprint=module.fingerprint)
     trainer = pl.Trainer(accelerator=cfg.ACCELERATOR, devices=1, precision=cfg.PRECISION, logger=False,
                          enable_progress_bar=False, enable_model_summary=False)
-    per_sample = {"dictionary": score(module, data, trainer, dictionary),
-                  "swapped": score(module, data, trainer, swapped_codes(dictionary, cfg.SEED)),
-                  "none": score(module, data, trainer, None)}
+    per_sample = {}
+    if dictionary is not None:
+        per_sample["dictionary"] = score(module, data, trainer, dictionary)
+        per_sample["swapped"] = score(module, data, trainer, swapped_codes(dictionary, cfg.SEED))
+    per_sample["none"] = score(module, data, trainer, None)
 
     texts = data.dataset(cfg.TEST.SPLIT).packed.texts
     words = set(tokenize_words(args.words))

@@ -213,6 +213,12 @@ def test_retrieval_check_scores_the_test_split_with_dictionary_swapped_and_no_ke
             recombined = (sum(holds) * with_word[row][key] + (len(holds) - sum(holds)) * without[row][key])
             assert recombined / len(holds) == pytest.approx(everything[row][key], rel=1e-6)
 
+    # a generator trained without retrieval: only the no-keyword row, the same as above for this checkpoint
+    run_command([REPO / "scripts" / "retrieval_check.py", "--cfg", DEMO_SOKE, *overrides(chain),
+                 "LM.RETRIEVAL=false"])
+    alone = json.loads((generator_test / "retrieval_check.json").read_text(encoding="utf-8"))
+    assert alone[f"all {len(test)} test clips"] == {"none": pytest.approx(everything["none"], rel=1e-6)}
+
 
 @pytest.mark.slow
 def test_text_to_sign_cli_writes_parameters_and_a_video(run_command, workdir, chain, generator_run) -> None:
