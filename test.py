@@ -24,7 +24,6 @@ from mGPT.models.checkpoints import trained_checkpoint
 from mGPT.utils.run import run_cli, writable_dir
 
 PARTS = ("body", "lhand", "rhand")
-DTW_KEYS = [f"DTW_MPJPE{pa}_{p}" for pa in ("", "_PA") for p in PARTS]
 
 
 def print_table(title: str, rows: dict[str, float], unit: str) -> None:
@@ -65,13 +64,14 @@ def test_generator(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
                          callbacks=[TQDMProgressBar()])
     trainer.test(module, datamodule=data, verbose=False)
     scores = module.test_metrics.compute()
+    score_names = module.test_metrics.score_names  # DTW_MPJPE[_PA]_{body,lhand,rhand}
     names = {s["index"]: s["name"] for s in module.test_outputs}
     per_sample = {
-        names[int(i)]: {k: float(scores[f"{k}_per_sample"][row]) for k in DTW_KEYS}
+        names[int(i)]: {k: float(scores[f"{k}_per_sample"][row]) for k in score_names}
         for row, i in enumerate(scores["sample_ids"])
     }
-    means = {k: float(scores[k]) for k in DTW_KEYS}
-    means_mm = {k: float(scores[f"{k}_mm"]) for k in DTW_KEYS}
+    means = {k: float(scores[k]) for k in score_names}
+    means_mm = {k: float(scores[f"{k}_mm"]) for k in score_names}
     (out / "test_scores.json").write_text(json.dumps(per_sample, indent=1, ensure_ascii=False))
     summary = {"stage": "lm", "means_m": means, "means_mm_per_step": means_mm, "samples": len(per_sample),
                "kinematics_backend": module.kinematics.backend, "checkpoint": str(ckpt), "config": cfg.NAME,

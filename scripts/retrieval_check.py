@@ -32,9 +32,6 @@ from mGPT.errors import SaSOKEError
 from mGPT.models.checkpoints import trained_checkpoint
 from mGPT.utils.run import run_cli, writable_dir
 
-PARTS = ("body", "lhand", "rhand")
-DTW_KEYS = [f"DTW_MPJPE{pa}_{p}" for pa in ("", "_PA") for p in PARTS]
-
 
 def swapped_codes(dictionary: SignDictionary, seed: int = 0) -> SignDictionary:
     """The same words, each carrying another word's codes: a cyclic shift of a random order moves every word."""
@@ -48,21 +45,22 @@ def swapped_codes(dictionary: SignDictionary, seed: int = 0) -> SignDictionary:
 
 
 def score(module, data, trainer: pl.Trainer, dictionary: SignDictionary | None) -> dict[str, np.ndarray]:
-    """Per-sample scores (N,) in metres for every DTW key, in dataset order, with `dictionary`'s keywords."""
+    """Per-sample scores (N,) in metres for every DTW score name, in dataset order, with `dictionary`'s keywords."""
     data.dataset(module.cfg.TEST.SPLIT).dictionary = dictionary
     module.test_outputs.clear()
     module.test_metrics.reset()
     trainer.test(module, datamodule=data, verbose=False)
     scores = module.test_metrics.compute()
     order = np.argsort(scores["sample_ids"])
-    return {k: scores[f"{k}_per_sample"][order] for k in DTW_KEYS}
+    return {name: scores[f"{name}_per_sample"][order] for name in module.test_metrics.score_names}
 
 
 def print_rows(title: str, rows: dict[str, dict[str, float]]) -> None:
+    names = list(next(iter(rows.values())))
     print(f"\n{title}")
-    print(f"{'keywords':<12}" + "".join(f"{k.replace('DTW_MPJPE', 'DTW'):>14}" for k in DTW_KEYS) + "   (m)")
-    for name, means in rows.items():
-        print(f"{name:<12}" + "".join(f"{means[k]:>14.4f}" for k in DTW_KEYS))
+    print(f"{'keywords':<12}" + "".join(f"{n.replace('DTW_MPJPE', 'DTW'):>14}" for n in names) + "   (m)")
+    for keywords, means in rows.items():
+        print(f"{keywords:<12}" + "".join(f"{means[n]:>14.4f}" for n in names))
 
 
 def main() -> None:
