@@ -17,7 +17,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQ
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
-from mGPT.config import cache_dir, exp_dir, parse_args
+from mGPT.config import cache_dir, exp_dir, monitors_generation, parse_args
 from mGPT.utils.atomic_checkpoint import AtomicCheckpointIO
 from mGPT.utils.run import run_cli, writable_dir
 
@@ -61,9 +61,8 @@ def build_trainer(cfg: DictConfig, ckpt_dir, callbacks=(), logger=True) -> pl.Tr
 
 def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list[pl.Callback]:
     """Checkpoints (best.ckpt, last.ckpt), learning-rate logging and progress bars."""
-    # Generation metrics (val/DTW_*) are logged only on generation epochs: best.ckpt is judged on those alone.
-    generation_monitor = cfg.STAGE == "lm" and cfg.TRAIN.MONITOR.startswith("val/DTW")
-    judge_every = cfg.TRAIN.GEN_VAL_EVERY_N_EPOCHS if generation_monitor else 1
+    # Generation metrics are logged only on generation epochs: best.ckpt is judged on those alone.
+    judge_every = cfg.TRAIN.GEN_VAL_EVERY_N_EPOCHS if monitors_generation(cfg) else 1
     callbacks = [
         # best.ckpt is judged when validation runs; last.ckpt is written after every epoch, validated or not,
         # so that a resumed run (Colab disconnects) never repeats epochs that had no validation

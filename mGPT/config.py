@@ -99,19 +99,25 @@ def load_config(cfg_path: str | Path, overrides: list[str] | None = None) -> Dic
     if cfg.STAGE not in ("vae", "lm"):
         raise ConfigError(f"STAGE must be 'vae' or 'lm', got {cfg.STAGE!r} (from {cfg_path})")
     if cfg.STAGE == "lm":
-        _check_generation_schedule(cfg.TRAIN, cfg_path)
+        _check_generation_schedule(cfg, cfg_path)
     return cfg
 
 
-def _check_generation_schedule(train: DictConfig, cfg_path: str | Path) -> None:
+def monitors_generation(cfg: DictConfig) -> bool:
+    """True when best.ckpt is judged by a stage 2 generation metric (val/DTW_*), logged only on generation epochs."""
+    return cfg.STAGE == "lm" and cfg.TRAIN.MONITOR.startswith("val/DTW")
+
+
+def _check_generation_schedule(cfg: DictConfig, cfg_path: str | Path) -> None:
     """Generation validation runs inside validation epochs, so its period must be a multiple of theirs."""
+    train = cfg.TRAIN
     every, val_every = train.GEN_VAL_EVERY_N_EPOCHS, train.VAL_EVERY_N_EPOCHS
     if every > 0 and every % val_every != 0:
         raise ConfigError(
             f"TRAIN.GEN_VAL_EVERY_N_EPOCHS={every} must be a multiple of TRAIN.VAL_EVERY_N_EPOCHS={val_every} "
             f"(from {cfg_path}): generation validation only runs in epochs that validate"
         )
-    if train.MONITOR.startswith("val/DTW") and every <= 0:
+    if monitors_generation(cfg) and every <= 0:
         raise ConfigError(
             f"TRAIN.MONITOR={train.MONITOR} is a generation metric, but TRAIN.GEN_VAL_EVERY_N_EPOCHS={every} "
             f"switches generation validation off (from {cfg_path}); set it above 0 or monitor val/loss"
