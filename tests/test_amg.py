@@ -31,15 +31,6 @@ def _random_codes(lengths: list[int], seed: int) -> list[torch.Tensor]:
             for length in lengths]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matrices decode far faster on one thread, and do not stall when other jobs share the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_mbart(TRAIN_TEXTS + OTHER_TEXTS, tmp_path_factory.mktemp("amg") / "mbart",

@@ -11,23 +11,7 @@ import torch
 
 from mGPT.metrics import dtw as dtw_module
 from mGPT.metrics.dtw import dtw, dtw_batch, dtw_mpjpe, dtw_mpjpe_batch, frame_costs
-
-
-def python_dtw(cost: np.ndarray) -> tuple[float, int]:
-    """Textbook DP with the same tie order as the module: diagonal, then (i-1, j), then (i, j-1)."""
-    rows, cols = cost.shape
-    acc = [[float("inf")] * (cols + 1) for _ in range(rows + 1)]
-    steps = [[0] * (cols + 1) for _ in range(rows + 1)]
-    acc[0][0] = 0.0
-    for i in range(1, rows + 1):
-        for j in range(1, cols + 1):
-            best, best_steps = acc[i - 1][j - 1], steps[i - 1][j - 1]
-            for value, value_steps in ((acc[i - 1][j], steps[i - 1][j]), (acc[i][j - 1], steps[i][j - 1])):
-                if value < best:
-                    best, best_steps = value, value_steps
-            acc[i][j] = float(cost[i - 1, j - 1]) + best
-            steps[i][j] = best_steps + 1
-    return acc[rows][cols], steps[rows][cols]
+from mGPT.metrics.dtw_reference import loop_dtw
 
 
 def all_paths(rows: int, cols: int):
@@ -67,10 +51,10 @@ def test_hand_computed_example():
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 6), (6, 1), (3, 4), (9, 5), (23, 31)])
-def test_matches_python_dp(shape):
+def test_matches_the_python_loop(shape):
     cost = np.random.default_rng(sum(shape)).random(shape)
     total, length = dtw(cost)
-    expected_total, expected_length = python_dtw(cost)
+    expected_total, expected_length = loop_dtw(cost.tolist())  # the SOKE-style loop, hand-checked
     assert total == pytest.approx(expected_total, abs=1e-12) and length == expected_length
 
 
@@ -89,7 +73,7 @@ def test_batch_of_ragged_pairs_equals_one_by_one(monkeypatch):
     monkeypatch.setattr(dtw_module, "BLOCK_CELLS", 100)  # several padded groups of at most 3 pairs
     totals, lengths = dtw_batch(costs)
     for cost, total, length in zip(costs, totals, lengths, strict=True):
-        expected_total, expected_length = python_dtw(cost.numpy())
+        expected_total, expected_length = loop_dtw(cost.tolist())
         assert float(total) == pytest.approx(expected_total, abs=1e-12) and int(length) == expected_length
 
 
@@ -155,7 +139,7 @@ def test_batch_equals_one_by_one_and_plain_dp(align):
         single = dtw_mpjpe(torch.as_tensor(pred), ref, align, root=2, joints=joints)
         assert single == pytest.approx(total, abs=1e-12)
         cost = np.array([[loop_frame_cost(p, r, align, 2, joints) for r in ref] for p in pred])
-        expected_total, expected_length = python_dtw(cost)
+        expected_total, expected_length = loop_dtw(cost.tolist())  # the SOKE-style loop, hand-checked
         assert total == pytest.approx(expected_total, abs=1e-9) and length == expected_length
 
 

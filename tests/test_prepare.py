@@ -2,6 +2,7 @@ import json
 import os
 import pickle
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,6 +97,15 @@ def test_default_out_dir_and_rerun_is_a_no_op(data_root, capsys):
     assert report["stats_written"] is False
 
 
+def _edit_frame(frame: Path, key: str, index, value: float) -> None:
+    """Rewrite one frame pickle with content[key][index] = value."""
+    with open(frame, "rb") as handle:
+        content = pickle.load(handle)
+    content[key][index] = value
+    with open(frame, "wb") as handle:
+        pickle.dump(content, handle)
+
+
 def _count_reads(monkeypatch) -> list:
     reads = []
 
@@ -114,11 +124,7 @@ def test_modified_clip_is_rebuilt_and_only_it_is_read(data_root, tmp_path, monke
     old_stats = load_stats(out)
     name = old.names[2]
     first_frame = frame_files(data_root / "train" / "poses" / name)[0]
-    with open(first_frame, "rb") as handle:
-        content = pickle.load(handle)
-    content["smplx_body_pose"][:] = 0.5
-    with open(first_frame, "wb") as handle:
-        pickle.dump(content, handle)
+    _edit_frame(first_frame, "smplx_body_pose", slice(None), 0.5)
 
     reads = _count_reads(monkeypatch)
     report = build_cache(data_root, out, splits=["train"])
@@ -177,11 +183,7 @@ def test_killed_write_never_leaves_a_half_cache(data_root, tmp_path, monkeypatch
     old = load_cache(out, "train")
     old_clips = [old.clip(i) for i in range(len(old))]
     frame = frame_files(data_root / "train" / "poses" / old.names[0])[0]
-    with open(frame, "rb") as handle:
-        content = pickle.load(handle)
-    content["smplx_rhand_pose"][:] = 1.25
-    with open(frame, "wb") as handle:
-        pickle.dump(content, handle)
+    _edit_frame(frame, "smplx_rhand_pose", slice(None), 1.25)
 
     real_replace, calls = os.replace, []
 
@@ -219,11 +221,7 @@ def test_bad_clips_are_skipped_counted_and_reported(data_root, tmp_path, capsys)
     shutil.rmtree(data_root / "train" / "poses" / names[0])
     frame_files(data_root / "train" / "poses" / names[1])[3].write_bytes(b"\x80\x04garbage")
     nan_frame = frame_files(data_root / "train" / "poses" / names[2])[0]
-    with open(nan_frame, "rb") as handle:
-        content = pickle.load(handle)
-    content["smplx_jaw_pose"][1] = np.nan
-    with open(nan_frame, "wb") as handle:
-        pickle.dump(content, handle)
+    _edit_frame(nan_frame, "smplx_jaw_pose", 1, np.nan)
 
     def lengthen_and_break(frame):
         frame.loc[3, "END_REALIGNED"] = frame.loc[3, "START_REALIGNED"] + 30.0

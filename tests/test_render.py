@@ -78,6 +78,19 @@ def clip(*poses: np.ndarray) -> np.ndarray:
     return np.stack(poses)  # (T, J, 3)
 
 
+def record_text(monkeypatch: pytest.MonkeyPatch, owner: type) -> list[str]:
+    """The strings later drawn by `owner.text` (Axes or Figure), which still draws them."""
+    drawn: list[str] = []
+    original = owner.text
+
+    def recording_text(self, x, y, s, *args, **kwargs):
+        drawn.append(s)
+        return original(self, x, y, s, *args, **kwargs)
+
+    monkeypatch.setattr(owner, "text", recording_text)
+    return drawn
+
+
 def has_colour(image: np.ndarray, colour: str, tolerance: int = 12) -> bool:
     target = np.array(to_rgb(colour)) * 255
     return bool((np.abs(image.astype(float) - target).max(axis=-1) <= tolerance).any())
@@ -203,14 +216,7 @@ def test_hand_groups_hold_one_hand_and_its_forearm(mannequin) -> None:
 
 
 def test_hand_insets_magnify_the_handshape(monkeypatch, mannequin, signing_pose, pointing_pose) -> None:
-    labels: list[str] = []
-    original = Axes.text
-
-    def recording_text(self, x, y, s, *args, **kwargs):
-        labels.append(s)
-        return original(self, x, y, s, *args, **kwargs)
-
-    monkeypatch.setattr(Axes, "text", recording_text)
+    labels = record_text(monkeypatch, Axes)
     frames = render_frames(clip(signing_pose, pointing_pose), mannequin.parents, size=SIZE)
     assert labels == ["R", "L"]  # the figure's right hand first: it is on the viewer's left
     assert frames.shape == (2, SIZE[1] + INSETS, SIZE[0], 3)
@@ -282,14 +288,7 @@ def test_caption_draws_joined_letters_right_to_left() -> None:
 
 
 def test_render_passes_the_displayable_caption_to_matplotlib(monkeypatch, mannequin, t_pose) -> None:
-    drawn: list[str] = []
-    original = Figure.text
-
-    def recording_text(self, x, y, s, *args, **kwargs):
-        drawn.append(s)
-        return original(self, x, y, s, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "text", recording_text)
+    drawn = record_text(monkeypatch, Figure)
     render_frames(clip(t_pose), mannequin.parents, caption=CAPTION, size=(480, 160))
     assert drawn == [displayable_caption(CAPTION, 80)]
     monkeypatch.setattr(caption_module, "matplotlib_shapes_text", lambda: False)
