@@ -18,12 +18,12 @@ import torch
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import TQDMProgressBar
 
-from mGPT.config import parse_args, results_dir
+from mGPT.config import evaluation_dir, parse_args
 from mGPT.data.features import smplx_params_dict
+from mGPT.errors import run_cli
+from mGPT.files import writable_dir
+from mGPT.layout import PARTS
 from mGPT.models.checkpoints import trained_checkpoint
-from mGPT.utils.run import run_cli, writable_dir
-
-PARTS = ("body", "lhand", "rhand")
 
 
 def print_table(title: str, rows: dict[str, float], unit: str) -> None:
@@ -35,7 +35,7 @@ def print_table(title: str, rows: dict[str, float], unit: str) -> None:
 
 def test_tokenizer(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
     from mGPT.archs.deto import load_tokenizer
-    from mGPT.data.datamodule import SignDataModule
+    from mGPT.models.datamodule import SignDataModule
     from mGPT.models.vae_module import TokenizerModule
 
     tokenizer = load_tokenizer(ckpt, cfg.DATASET.MEAN_PATH, cfg.DATASET.STD_PATH)
@@ -55,7 +55,7 @@ def test_tokenizer(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
 
 
 def test_generator(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
-    from mGPT.data.datamodule import SignDataModule
+    from mGPT.models.datamodule import SignDataModule
     from mGPT.models.lm_module import GeneratorModule
 
     module = GeneratorModule.from_checkpoint(ckpt, cfg)
@@ -104,7 +104,7 @@ def main() -> None:
     pl.seed_everything(cfg.SEED)
     torch.set_grad_enabled(False)
     ckpt = trained_checkpoint(cfg)
-    out = writable_dir(results_dir(cfg) / "test_rank_0", "results")
+    out = writable_dir(evaluation_dir(cfg), "results")
     summary = test_tokenizer(cfg, ckpt, out) if cfg.STAGE == "vae" else test_generator(cfg, ckpt, out)
     print(f"\nscores: {out / 'test_scores.json'}\nsummary: {out / 'test_summary.json'} ({summary['samples']} samples)")
 

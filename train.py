@@ -18,12 +18,13 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
 from mGPT.config import cache_dir, exp_dir, monitors_generation, parse_args
-from mGPT.utils.atomic_checkpoint import AtomicCheckpointIO
-from mGPT.utils.run import run_cli, writable_dir
+from mGPT.errors import run_cli
+from mGPT.files import writable_dir
+from mGPT.models.checkpoints import AtomicCheckpointIO
 
 
 def build_module(cfg: DictConfig) -> tuple[pl.LightningModule, pl.LightningDataModule]:
-    from mGPT.data.datamodule import SignDataModule
+    from mGPT.models.datamodule import SignDataModule
 
     if cfg.STAGE == "vae":
         from mGPT.archs.deto import load_tokenizer

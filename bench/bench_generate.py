@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from mGPT.archs.amg import SignGenerator
-from mGPT.utils.tiny_mbart import make_tiny_mbart
+from mGPT.archs.tiny_mbart import make_tiny_mbart
 
 ARABIC_LETTERS = "ابتثجحخدذرزسشصضطظعغفقكلمنهوي"
 

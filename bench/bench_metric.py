@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mGPT.kinematics import build_kinematics
 from mGPT.metrics.dtw import dtw_mpjpe_batch
 from mGPT.metrics.dtw_reference import loop_dtw_mpjpe
-from mGPT.utils.kinematics import build_kinematics
 
 ARM_JOINTS = (12, 13, 14, 15, 16, 17, 18, 19, 20, 21)  # SMPL-X neck, collars, head, shoulders, elbows, wrists
 

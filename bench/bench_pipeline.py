@@ -26,7 +26,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
-from mGPT.config import load_config, results_dir
+from mGPT.config import evaluation_dir, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,7 +82,7 @@ def throughput(cfg_path: str, overrides: list[str], steps: int) -> dict:
 
 def time_test_py(cfg_path: str, overrides: list[str], env: dict | None = None) -> tuple[float, dict]:
     """Run `python test.py`; its wall-clock seconds (start-up included) and its test_summary.json."""
-    summary = REPO / results_dir(load_config(cfg_path, overrides)) / "test_rank_0" / "test_summary.json"
+    summary = REPO / evaluation_dir(load_config(cfg_path, overrides)) / "test_summary.json"
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "test.py", "--cfg", cfg_path, *overrides], cwd=REPO, env=env,
                             capture_output=True, text=True, encoding="utf-8")

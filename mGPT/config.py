@@ -11,6 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from mGPT.data.prepare import default_cache_dir
 from mGPT.errors import CheckpointError, ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -137,8 +138,13 @@ def results_dir(cfg: DictConfig) -> Path:
     return Path(cfg.FOLDER_RESULTS) / cfg.NAME
 
 
+def evaluation_dir(cfg: DictConfig) -> Path:
+    """Where test.py and the scoring scripts write (SOKE's folder name, kept for its users)."""
+    return results_dir(cfg) / "test_rank_0"
+
+
 def cache_dir(cfg: DictConfig) -> Path:
-    return Path(cfg.DATASET.CACHE_DIR) if cfg.DATASET.CACHE_DIR else Path(cfg.DATASET.DATA_ROOT) / "_cache"
+    return Path(cfg.DATASET.CACHE_DIR) if cfg.DATASET.CACHE_DIR else default_cache_dir(cfg.DATASET.DATA_ROOT)
 
 
 def codes_path(cfg: DictConfig) -> Path:

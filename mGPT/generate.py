@@ -18,9 +18,9 @@ import torch
 from mGPT.config import load_config
 from mGPT.data.arabic import is_arabic
 from mGPT.data.features import smplx_params_dict
-from mGPT.errors import SaSOKEError
+from mGPT.errors import SaSOKEError, run_cli
+from mGPT.files import writable_dir
 from mGPT.models.checkpoints import trained_checkpoint
-from mGPT.utils.run import run_cli, writable_dir
 
 
 def checked_text(text: str) -> str:
@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. TEST.CHECKPOINT=path")
     args = parser.parse_args()
 
-    from mGPT.data.datamodule import load_dictionary
+    from mGPT.models.datamodule import load_dictionary
     from mGPT.models.lm_module import GeneratorModule
 
     cfg = load_config(args.cfg, args.overrides)

@@ -17,13 +17,14 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from mGPT.config import cache_dir, parse_args, results_dir
+from mGPT.config import cache_dir, evaluation_dir, parse_args
 from mGPT.data.arabic import tokenize_words
 from mGPT.data.features import clip_features, features_to_smplx
 from mGPT.data.prepare import PackedSplit, load_cache, load_stats
+from mGPT.errors import run_cli
+from mGPT.files import writable_dir
+from mGPT.kinematics import Kinematics, build_kinematics
 from mGPT.metrics.sign_metrics import ReconstructionMetrics, SignDTWMetrics
-from mGPT.utils.kinematics import Kinematics, build_kinematics
-from mGPT.utils.run import run_cli, writable_dir
 
 
 def reference_clips(cfg: DictConfig, split: PackedSplit) -> list[np.ndarray]:
@@ -79,7 +80,7 @@ def main() -> None:
         }
         unit = "DTW accumulated cost in m; *_mm = mm per path step"
     results["kinematics_backend"] = kinematics.backend
-    out = writable_dir(results_dir(cfg) / "test_rank_0", "results") / "baselines.json"
+    out = writable_dir(evaluation_dir(cfg), "results") / "baselines.json"
     out.write_text(json.dumps(results, indent=1))
     for name, scores in results.items():
         if isinstance(scores, dict):

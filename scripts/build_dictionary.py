@@ -17,10 +17,9 @@ from pathlib import Path
 import torch  # noqa: E402
 
 from mGPT.archs.deto import load_tokenizer
-from mGPT.archs.retrieval import build_dictionary
+from mGPT.data.dictionary import build_dictionary
 from mGPT.data.prepare import default_cache_dir, load_cache
-from mGPT.errors import DataError
-from mGPT.utils.run import run_cli
+from mGPT.errors import DataError, run_cli
 
 DICTIONARY_FILE = "sign_dictionary.json"
 

@@ -20,8 +20,7 @@ from mGPT.config import cache_dir, codes_path, parse_args
 from mGPT.data.codes import save_codes
 from mGPT.data.features import clip_features
 from mGPT.data.prepare import PackedSplit, load_cache
-from mGPT.errors import CheckpointError
-from mGPT.utils.run import run_cli
+from mGPT.errors import CheckpointError, run_cli
 
 SPLITS = ("train", "val", "test")
 BATCH = 32

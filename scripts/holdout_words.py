@@ -20,8 +20,7 @@ import pandas as pd
 
 from mGPT.data.arabic import normalize_arabic, tokenize_words
 from mGPT.data.isharah import read_split_csv, split_csv_path
-from mGPT.errors import DataError, SaSOKEError
-from mGPT.utils.run import run_cli
+from mGPT.errors import DataError, SaSOKEError, run_cli
 
 SPLITS = ("train", "val", "test", "dictionary")
 

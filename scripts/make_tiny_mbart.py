@@ -10,9 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from mGPT.errors import SaSOKEError
-from mGPT.utils.run import os_error_message
-from mGPT.utils.tiny_mbart import make_tiny_mbart, read_corpus
+from mGPT.archs.tiny_mbart import make_tiny_mbart, read_corpus
+from mGPT.errors import SaSOKEError, os_error_message
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -8,9 +8,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from mGPT.archs.retrieval import SignDictionary
-from mGPT.utils.prune_mbart import collect_sentences, prune_mbart
-from mGPT.utils.run import run_cli
+from mGPT.archs.prune_mbart import collect_sentences, prune_mbart
+from mGPT.data.dictionary import SignDictionary
+from mGPT.errors import run_cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -25,12 +25,12 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
-from mGPT.archs.retrieval import SignDictionary
-from mGPT.config import load_config, results_dir
+from mGPT.config import evaluation_dir, load_config
 from mGPT.data.arabic import tokenize_words
-from mGPT.errors import SaSOKEError
+from mGPT.data.dictionary import SignDictionary
+from mGPT.errors import SaSOKEError, run_cli
+from mGPT.files import writable_dir
 from mGPT.models.checkpoints import trained_checkpoint
-from mGPT.utils.run import run_cli, writable_dir
 
 
 def swapped_codes(dictionary: SignDictionary, seed: int = 0) -> SignDictionary:
@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. TEST.CHECKPOINT=path")
     args = parser.parse_args()
 
-    from mGPT.data.datamodule import SignDataModule, load_dictionary
+    from mGPT.models.datamodule import SignDataModule, load_dictionary
     from mGPT.models.lm_module import GeneratorModule
 
     cfg: DictConfig = load_config(args.cfg, args.overrides)
@@ -109,7 +109,7 @@ def main() -> None:
         print_rows(f"{subset}, accumulated DTW cost", rows)
         report[subset] = rows
 
-    out = writable_dir(results_dir(cfg) / "test_rank_0", "results") / "retrieval_check.json"
+    out = writable_dir(evaluation_dir(cfg), "results") / "retrieval_check.json"
     out.write_text(json.dumps(report, indent=1, ensure_ascii=False))
     print(f"\nwritten: {out}")
 

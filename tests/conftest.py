@@ -150,7 +150,7 @@ def motion_codes(run_command: RunCommand, small_sample: Path, tiny_tokenizer: Pa
 
 @pytest.fixture(scope="session")
 def tiny_mbart(tmp_path_factory: pytest.TempPathFactory, small_sample: Path) -> Path:
-    from mGPT.utils.tiny_mbart import make_tiny_mbart, read_corpus
+    from mGPT.archs.tiny_mbart import make_tiny_mbart, read_corpus
 
     return make_tiny_mbart(read_corpus(small_sample), tmp_path_factory.mktemp("mbart") / "mbart-tiny",
                            d_model=32, layers=1)

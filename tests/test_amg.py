@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from mGPT.archs.amg import EXTRA_TOKENS, PARTS, SignGenerator
+from mGPT.archs.prune_mbart import VOCAB_MAP_FILE, prune_mbart
+from mGPT.archs.tiny_mbart import make_tiny_mbart
 from mGPT.errors import ConfigError, DataError
-from mGPT.utils.prune_mbart import VOCAB_MAP_FILE, prune_mbart
-from mGPT.utils.tiny_mbart import make_tiny_mbart
 
 SIZES = (8, 12, 12)
 TRAIN_TEXTS = [

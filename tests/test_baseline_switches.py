@@ -11,10 +11,10 @@ from omegaconf import OmegaConf
 from mGPT.data.pickle_reference import PickleSplit, clip_source
 from mGPT.data.prepare import build_cache, load_cache
 from mGPT.data.synthetic import generate_dataset
+from mGPT.kinematics import PartJoints
 from mGPT.metrics.dtw import dtw_mpjpe_batch
 from mGPT.metrics.dtw_reference import loop_dtw, loop_dtw_mpjpe, procrustes_frame_cost
 from mGPT.metrics.sign_metrics import SignDTWMetrics
-from mGPT.utils.kinematics import PartJoints
 
 PARTS = {"body": PartJoints(root=0, joints=[1, 2, 3]), "lhand": PartJoints(root=4, joints=[4, 5, 6])}
 

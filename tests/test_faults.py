@@ -26,7 +26,7 @@ import torch
 
 from mGPT.data.prepare import build_cache, load_cache, load_stats
 from mGPT.errors import CheckpointError, DataError
-from mGPT.utils.atomic_checkpoint import AtomicCheckpointIO
+from mGPT.models.checkpoints import AtomicCheckpointIO
 from tests.tiny_chain import REPO, TINY_VQ, TOKENIZER_CFG, run
 
 SPLITS = ("train", "val", "test", "dictionary")

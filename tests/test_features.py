@@ -3,11 +3,6 @@ import pytest
 import torch
 
 from mGPT.data.features import (
-    BODY,
-    EXPR,
-    JAW,
-    LHAND,
-    RHAND,
     SOKE_BETAS,
     apply_length_rules,
     denormalize,
@@ -22,8 +17,8 @@ from mGPT.data.features import (
     split_parts,
     stats_179_to_133,
 )
-from mGPT.data.isharah import SMPLX_KEYS
 from mGPT.errors import DataError
+from mGPT.layout import FEATURE_BODY, FEATURE_EXPR, FEATURE_JAW, FEATURE_LHAND, FEATURE_RHAND, SMPLX_KEYS
 
 # Frame layout by hand: root 0:3, body 3:66 (joints 1..21), lhand 66:111, rhand 111:156, jaw 156:159,
 # shape 159:169, expr 169:179. The feature keeps body joints 12..21 = numbers 36:66.
@@ -32,8 +27,8 @@ EXPECTED_FEATURE_SOURCE = np.concatenate([np.arange(36, 66), np.arange(66, 156),
 
 
 def test_feature_slices():
-    assert (BODY, LHAND, RHAND, JAW, EXPR) == (slice(0, 30), slice(30, 75), slice(75, 120), slice(120, 123),
-                                             slice(123, 133))
+    assert (FEATURE_BODY, FEATURE_LHAND, FEATURE_RHAND, FEATURE_JAW, FEATURE_EXPR) == (
+        slice(0, 30), slice(30, 75), slice(75, 120), slice(120, 123), slice(123, 133))
 
 
 def test_smplx_to_features_picks_the_spec_numbers():

@@ -7,14 +7,13 @@ import pytest
 
 from mGPT.data.isharah import (
     CSV_COLUMNS,
-    FRAME_DIMS,
-    SMPLX_KEYS,
     frame_files,
     load_frame_pickle,
     read_clip,
     read_split_csv,
 )
 from mGPT.errors import DataError
+from mGPT.layout import FRAME_DIMS, SMPLX_KEYS
 
 HEADER = ",".join(CSV_COLUMNS)
 

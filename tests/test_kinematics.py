@@ -10,7 +10,7 @@ from mannequin import Mannequin
 from smplx.vertex_ids import vertex_ids as SMPLX_VERTEX_IDS
 
 from mGPT.errors import ConfigError
-from mGPT.utils.kinematics import build_kinematics, smplx_model_file
+from mGPT.kinematics import build_kinematics, smplx_model_file
 
 HELPERS = [22, 23]  # mannequin's zero-length L_Hand / R_Hand joints
 

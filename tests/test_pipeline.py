@@ -22,11 +22,10 @@ from mGPT.archs.deto import DETO, load_tokenizer
 from mGPT.config import load_config
 from mGPT.data.arabic import normalize_arabic
 from mGPT.data.features import apply_length_rules, features_to_smplx, smplx_to_features
-from mGPT.data.isharah import SMPLX_KEYS
 from mGPT.data.prepare import load_cache
+from mGPT.layout import PARTS, SMPLX_KEYS
 from mGPT.models.lm_module import GeneratorModule
 
-PARTS = ("body", "lhand", "rhand")
 DTW_KEYS = sorted(f"DTW_MPJPE{pa}_{part}" for pa in ("", "_PA") for part in PARTS)
 GENERATOR = "tiny_soke"
 TINY_PART = {"code_dim": 16, "width": 16, "down_t": 2, "depth": 1, "dilation_growth": 3, "ema_decay": 0.99}

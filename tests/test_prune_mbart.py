@@ -8,13 +8,12 @@ import torch
 from torch import nn
 from transformers import MBartForConditionalGeneration, MBartTokenizer
 
-from mGPT.archs.retrieval import SignDictionary
+from mGPT.archs.prune_mbart import REPORT_FILE, VOCAB_MAP_FILE, collect_sentences, prune_mbart
+from mGPT.archs.tiny_mbart import make_tiny_mbart
 from mGPT.data.arabic import normalize_arabic
+from mGPT.data.dictionary import SignDictionary
 from mGPT.data.isharah import CSV_COLUMNS
-from mGPT.errors import CheckpointError, ConfigError, DataError
-from mGPT.utils.prune_mbart import REPORT_FILE, VOCAB_MAP_FILE, collect_sentences, prune_mbart
-from mGPT.utils.run import run_cli
-from mGPT.utils.tiny_mbart import make_tiny_mbart
+from mGPT.errors import CheckpointError, ConfigError, DataError, run_cli
 
 CORPUS = [
     "ذهب الولد إلى المدرسة صباحا",

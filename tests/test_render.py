@@ -12,6 +12,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
 from mGPT.errors import DataError
+from mGPT.kinematics import build_kinematics
 from mGPT.render import caption as caption_module
 from mGPT.render.caption import caption_font, displayable_caption, matplotlib_shapes_text, visual_order
 from mGPT.render.skeleton_video import (
@@ -26,7 +27,6 @@ from mGPT.render.skeleton_video import (
     save_video,
     skeleton_layout,
 )
-from mGPT.utils.kinematics import build_kinematics
 
 SIZE = (160, 160)  # (W, H): small panels keep the tests fast
 INSETS = 80  # height of the hand inset strip under a 160 x 160 panel: half the panel

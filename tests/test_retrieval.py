@@ -7,11 +7,10 @@ import pytest
 import torch
 
 from mGPT.archs.deto import DETO, OUR_PREFIX
-from mGPT.archs.retrieval import SignDictionary, build_dictionary, subsample_codes
+from mGPT.data.dictionary import SignDictionary, build_dictionary, subsample_codes
 from mGPT.data.prepare import build_cache
 from mGPT.data.synthetic import generate_dataset
-from mGPT.errors import DataError
-from mGPT.utils.run import run_cli
+from mGPT.errors import DataError, run_cli
 
 
 def codes_of(length: int, offset: int = 0) -> np.ndarray:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mGPT.archs.retrieval import SignDictionary
 from mGPT.data.arabic import tokenize_words
+from mGPT.data.dictionary import SignDictionary
 from mGPT.data.isharah import read_split_csv, split_csv_path
 from mGPT.errors import DataError, SaSOKEError
 

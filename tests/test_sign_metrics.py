@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from mGPT.kinematics import PartJoints, build_kinematics
 from mGPT.metrics.dtw import dtw, dtw_mpjpe, frame_costs
 from mGPT.metrics.procrustes import procrustes_align
 from mGPT.metrics.sign_metrics import ReconstructionMetrics, SignDTWMetrics
-from mGPT.utils.kinematics import PartJoints, build_kinematics
 
 PARTS = {
     "body": PartJoints(root=0, joints=[1, 2, 3]),

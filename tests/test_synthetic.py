@@ -5,9 +5,10 @@ import pytest
 from mannequin import Mannequin
 
 from mGPT.data.features import resample_length, smplx_to_features
-from mGPT.data.isharah import CSV_COLUMNS, SMPLX_KEYS, frame_files, read_clip, read_split_csv, split_csv_path
+from mGPT.data.isharah import CSV_COLUMNS, frame_files, read_clip, read_split_csv, split_csv_path
 from mGPT.data.synthetic import FPS_CHOICES, VOCABULARY, generate_dataset, main
 from mGPT.errors import DataError
+from mGPT.layout import SMPLX_KEYS
 
 SPLITS = ("train", "val", "test", "dictionary")
 

@@ -9,9 +9,9 @@ import sentencepiece as spm
 import torch
 from transformers import MBartForConditionalGeneration, MBartTokenizer
 
+from mGPT.archs.tiny_mbart import SENTENCEPIECE_FILE, make_tiny_mbart, read_corpus
 from mGPT.data.isharah import CSV_COLUMNS, split_csv_path
 from mGPT.errors import DataError
-from mGPT.utils.tiny_mbart import SENTENCEPIECE_FILE, make_tiny_mbart, read_corpus
 
 SENTENCES = [
     "مرحبا بك في المدرسة",

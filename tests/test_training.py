@@ -23,12 +23,12 @@ from mGPT.config import load_config
 from mGPT.data.features import apply_length_rules, smplx_to_features
 from mGPT.data.prepare import load_cache, load_stats
 from mGPT.errors import CheckpointError
+from mGPT.layout import PARTS
 from mGPT.models.checkpoints import trained_checkpoint
 from mGPT.models.lm_module import GENERATION_MONITOR
 from mGPT.models.vae_module import TokenizerModule
 from train import build_callbacks, build_trainer
 
-PARTS = ("body", "lhand", "rhand")
 EMA_STATE = ("codebook", "code_sum", "code_count", "initialised")
 TINY_PART = {"code_dim": 16, "width": 16, "down_t": 2, "depth": 1, "dilation_growth": 3, "ema_decay": 0.99}
 

@@ -30,10 +30,10 @@ from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 from transformers import DynamicCache, EncoderDecoderCache, MBartForConditionalGeneration, MBartTokenizer
 
+from mGPT.archs.prune_mbart import VOCAB_MAP_FILE
 from mGPT.errors import ConfigError, DataError
-from mGPT.utils.prune_mbart import VOCAB_MAP_FILE
+from mGPT.layout import PARTS
 
-PARTS = ("body", "lhand", "rhand")
 EXTRA_TOKENS = 3
 IGNORE_INDEX = -100
 SETUP_HINT = ("run scripts/prepare_mbart.py (the real mBART-large-cc25, pruned for Isharah) or "

@@ -24,11 +24,10 @@ from torch import nn
 from mGPT.archs.vqvae import VQVAE
 from mGPT.data.features import denormalize, merge_parts, normalize, split_parts, stats_179_to_133
 from mGPT.errors import CheckpointError, ConfigError
+from mGPT.layout import PART_DIMS, PARTS
 
 log = logging.getLogger(__name__)
 
-PARTS = ("body", "lhand", "rhand")
-PART_FEATURES = {"body": 43, "lhand": 45, "rhand": 45}
 # attribute names = SOKE's state_dict prefixes, so its checkpoint loads without renaming
 PART_MODULES = {"body": "vae", "lhand": "hand_vae", "rhand": "rhand_vae"}
 # training state of the EMA codebooks: saved and restored, but not part of what the weights *are*
@@ -42,10 +41,10 @@ class DETO(nn.Module):
     def __init__(self, body: dict, lhand: dict, rhand: dict, mean133: Any, std133: Any):
         super().__init__()
         for part, kwargs in zip(PARTS, (body, lhand, rhand), strict=True):
-            if kwargs.get("nfeats") != PART_FEATURES[part]:
+            if kwargs.get("nfeats") != PART_DIMS[part]:
                 raise ConfigError(
                     f"VQ.{part}: nfeats is {kwargs.get('nfeats')!r}, but the {part} tokenizer reads "
-                    f"{PART_FEATURES[part]} features; set NFEATS: {PART_FEATURES[part]} in configs/vq/{part}.yaml"
+                    f"{PART_DIMS[part]} features; set NFEATS: {PART_DIMS[part]} in configs/vq/{part}.yaml"
                 )
         self.vae = VQVAE(**body)
         self.hand_vae = VQVAE(**lhand)
@@ -265,10 +264,10 @@ def _soke_part_kwargs(state: dict[str, torch.Tensor], prefix: str, part: str, pa
             f"{path} has no '{prefix}.encoder.model.0.weight' / '{prefix}.quantizer.codebook': it is neither "
             "SOKE's tokenizer checkpoint nor one of ours. Give a stage-1 (tokenizer) checkpoint."
         )
-    if first_conv.shape[1] != PART_FEATURES[part]:
+    if first_conv.shape[1] != PART_DIMS[part]:
         raise CheckpointError(
             f"{path}: '{prefix}' reads {first_conv.shape[1]} features, the {part} tokenizer needs "
-            f"{PART_FEATURES[part]}; this checkpoint was made for another feature layout"
+            f"{PART_DIMS[part]}; this checkpoint was made for another feature layout"
         )
     encoder = re.escape(f"{prefix}.encoder.model.")
     down_convs = [k for k in state if re.fullmatch(rf"{encoder}\d+\.0\.weight", k)]

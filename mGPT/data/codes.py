@@ -7,13 +7,13 @@ other tokens, so stage 2 refuses them.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mGPT.errors import DataError
+from mGPT.files import atomic_write
 
 
 @dataclass
@@ -34,8 +34,6 @@ class SplitCodes:
 def save_codes(path: str | Path, splits: dict[str, list[np.ndarray]], names: dict[str, list[str]],
                fingerprint: str) -> Path:
     """Write all splits at once, atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {"tokenizer_fingerprint": np.array(fingerprint)}
     for split, clips in splits.items():
         lengths = np.array([len(c) for c in clips], dtype=np.int64)
@@ -43,10 +41,7 @@ def save_codes(path: str | Path, splits: dict[str, list[np.ndarray]], names: dic
         arrays[f"{split}/lengths"] = lengths
         arrays[f"{split}/offsets"] = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         arrays[f"{split}/names"] = np.array(names[split], dtype=str)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
 
 def load_codes(path: str | Path, split: str, fingerprint: str | None = None) -> SplitCodes:

@@ -6,9 +6,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mGPT.data.features import FEATURE_DIMS, apply_length_rules, normalize, resample_length, smplx_to_features
+from mGPT.data.features import apply_length_rules, normalize, resample_length, smplx_to_features
 from mGPT.data.prepare import PackedSplit
 from mGPT.errors import DataError
+from mGPT.layout import FEATURE_DIMS
 
 
 def _feature_stat(values: np.ndarray | torch.Tensor, name: str) -> np.ndarray:

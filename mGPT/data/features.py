@@ -12,33 +12,23 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from mGPT.data.isharah import FRAME_DIMS, SMPLX_KEYS
 from mGPT.errors import DataError
+from mGPT.layout import (
+    BODY_DIMS,
+    FEATURE_BODY,
+    FEATURE_DIMS,
+    FEATURE_EXPR,
+    FEATURE_JAW,
+    FEATURE_LHAND,
+    FEATURE_RHAND,
+    FRAME_DIMS,
+    HAND_DIMS,
+    SMPLX_KEYS,
+    SMPLX_SLICES,
+)
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
-FEATURE_DIMS = 133
-BODY_DIMS = 43
-HAND_DIMS = 45
-
-# Slices of the 133-dim feature.
-BODY = slice(0, 30)  # SMPL-X joints 12..21: neck, collars, head, shoulders, elbows, wrists
-LHAND = slice(30, 75)
-RHAND = slice(75, 120)
-JAW = slice(120, 123)
-EXPR = slice(123, 133)
-
-
-def _smplx_slices() -> dict[str, slice]:
-    slices, start = {}, 0
-    for key, size in SMPLX_KEYS:
-        slices[key] = slice(start, start + size)
-        start += size
-    return slices
-
-
-# Slices of the 179-number SMPL-X frame, one per pickle key.
-SMPLX_SLICES = _smplx_slices()
 # Body pose holds joints 1..21; the feature keeps joints 12..21, i.e. body-pose numbers 33:63.
 UPPER_BODY = slice(SMPLX_SLICES["smplx_body_pose"].start + 33, SMPLX_SLICES["smplx_body_pose"].stop)
 ROOT_AND_LOWER_BODY_DIMS = 36
@@ -88,15 +78,15 @@ def features_to_smplx(x133: Array) -> Array:
     leading = tuple(x133.shape[:-1])
     zeros = _constant_like(np.zeros(ROOT_AND_LOWER_BODY_DIMS, np.float32), x133, leading)
     betas = _constant_like(SOKE_BETAS, x133, leading)
-    return _cat([zeros, x133[..., BODY], x133[..., LHAND], x133[..., RHAND], x133[..., JAW], betas,
-                 x133[..., EXPR]])
+    return _cat([zeros, x133[..., FEATURE_BODY], x133[..., FEATURE_LHAND], x133[..., FEATURE_RHAND],
+                 x133[..., FEATURE_JAW], betas, x133[..., FEATURE_EXPR]])
 
 
 def split_parts(x133: Array) -> tuple[Array, Array, Array]:
     """(..., 133) -> body (..., 43) = upper body + jaw + expression, left hand (..., 45), right hand (..., 45)."""
     _check_last_dim(x133, FEATURE_DIMS, "a sign feature")
-    body = _cat([x133[..., BODY], x133[..., JAW.start:EXPR.stop]])
-    return body, x133[..., LHAND], x133[..., RHAND]
+    body = _cat([x133[..., FEATURE_BODY], x133[..., FEATURE_JAW.start:FEATURE_EXPR.stop]])
+    return body, x133[..., FEATURE_LHAND], x133[..., FEATURE_RHAND]
 
 
 def merge_parts(body43: Array, lhand45: Array, rhand45: Array) -> Array:
@@ -104,7 +94,7 @@ def merge_parts(body43: Array, lhand45: Array, rhand45: Array) -> Array:
     _check_last_dim(body43, BODY_DIMS, "a body part")
     _check_last_dim(lhand45, HAND_DIMS, "a left hand part")
     _check_last_dim(rhand45, HAND_DIMS, "a right hand part")
-    upper_body_dims = BODY.stop - BODY.start
+    upper_body_dims = FEATURE_BODY.stop - FEATURE_BODY.start
     return _cat([body43[..., :upper_body_dims], lhand45, rhand45, body43[..., upper_body_dims:]])
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mGPT.errors import DataError
+from mGPT.layout import SMPLX_KEYS
 
 CSV_COLUMNS = (
     "VIDEO_ID",
@@ -34,18 +35,6 @@ CSV_COLUMNS = (
     "fps",
 )
 NUMERIC_COLUMNS = ("START_REALIGNED", "END_REALIGNED", "fps")
-
-# Per-frame pickle keys in the order they are concatenated into one 179-number frame.
-SMPLX_KEYS = (
-    ("smplx_root_pose", 3),
-    ("smplx_body_pose", 63),
-    ("smplx_lhand_pose", 45),
-    ("smplx_rhand_pose", 45),
-    ("smplx_jaw_pose", 3),
-    ("smplx_shape", 10),
-    ("smplx_expr", 10),
-)
-FRAME_DIMS = sum(size for _, size in SMPLX_KEYS)  # 179
 
 _REFUSED = "refused global"
 FRAME_FILE_PATTERN = re.compile(r"^(?P<name>.+)_(?P<frame>\d+)_3D\.pkl$")

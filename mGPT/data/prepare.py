@@ -23,26 +23,25 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from mGPT.data.features import resample_to_fps, stats_179_to_133
-from mGPT.data.isharah import FRAME_DIMS, pose_dir_path, read_clip, read_split_csv, split_csv_path
-from mGPT.errors import DataError, SaSOKEError
-from mGPT.utils.run import os_error_message
+from mGPT.data.isharah import pose_dir_path, read_clip, read_split_csv, split_csv_path
+from mGPT.errors import DataError, SaSOKEError, os_error_message
+from mGPT.files import AtomicFile, atomic_write, atomic_write_text
+from mGPT.layout import FRAME_DIMS
 
 CACHE_FORMAT = 1
 DEFAULT_SPLITS = ("train", "val", "test", "dictionary")
-_FILE_MODE = 0o644  # temp files start private; the cache should read like any other file
 _NPY_HEADER_BYTES = 128  # room for any (N, 179) float32 header, so it can be written after the data
 
 Item = TypeVar("Item")
@@ -77,26 +76,8 @@ class PackedSplit:
         return np.array(self.frames[start:start + int(self.lengths[i])], dtype=np.float32)  # (T_i, 179)
 
 
-# ---------------------------------------------------------------- atomic files
-
-
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write through a temp file in the same folder, then os.replace: readers see old or new, never half."""
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(handle.name, _FILE_MODE)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-
-
 def _write_json(path: Path, content: object) -> None:
-    _atomic_write(path, lambda handle: handle.write(json.dumps(content, ensure_ascii=False).encode("utf-8")))
+    atomic_write_text(path, json.dumps(content, ensure_ascii=False))
 
 
 def _npy_header(rows: int) -> bytes:
@@ -111,28 +92,21 @@ class _FramesWriter:
     """Streams clips into a temp .npy file one at a time, so a split never has to fit in memory."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
         self.rows = 0
-        self._handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
-                                                   delete=False)
-        self._handle.write(b"\0" * _NPY_HEADER_BYTES)
+        self._file = AtomicFile(path)
+        self._file.handle.write(b"\0" * _NPY_HEADER_BYTES)
 
     def append(self, frames: np.ndarray) -> None:
-        self._handle.write(np.ascontiguousarray(frames, dtype="<f4").tobytes())
+        self._file.handle.write(np.ascontiguousarray(frames, dtype="<f4").tobytes())
         self.rows += len(frames)
 
     def commit(self) -> None:
-        self._handle.seek(0)
-        self._handle.write(_npy_header(self.rows))
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        self._handle.close()
-        os.chmod(self._handle.name, _FILE_MODE)
-        os.replace(self._handle.name, self.path)
+        self._file.handle.seek(0)
+        self._file.handle.write(_npy_header(self.rows))
+        self._file.commit()
 
     def discard(self) -> None:
-        self._handle.close()
-        Path(self._handle.name).unlink(missing_ok=True)
+        self._file.discard()
 
 
 # ---------------------------------------------------------------- loading
@@ -453,7 +427,7 @@ def _ensure_stats(out_dir: Path) -> bool:
     mean179, std179 = _train_stats(train)
     mean133, std133 = stats_179_to_133(mean179, std179)
     arrays = {"mean179": mean179, "std179": std179, "mean133": mean133, "std133": std133}
-    _atomic_write(out_dir / "stats.npz", lambda handle: np.savez(
+    atomic_write(out_dir / "stats.npz", lambda handle: np.savez(
         handle, **{key: value.astype(np.float32) for key, value in arrays.items()},
         train_build_id=np.array(train.build_id), frames=np.array(len(train.frames))))
     return True

@@ -32,9 +32,9 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
-from mGPT.data.isharah import CSV_COLUMNS, SMPLX_KEYS, pose_dir_path, split_csv_path
-from mGPT.errors import DataError, SaSOKEError
-from mGPT.utils.run import os_error_message
+from mGPT.data.isharah import CSV_COLUMNS, pose_dir_path, split_csv_path
+from mGPT.errors import DataError, SaSOKEError, os_error_message
+from mGPT.layout import SMPLX_KEYS
 
 PRONOUNS = ("أنا", "أنت", "هو", "هي", "نحن", "هم")
 VERBS = ("يذهب", "يأكل", "يشرب", "يكتب", "يقرأ", "يحب", "يريد", "يعمل", "يلعب", "يشتري", "يرى", "ينام",

@@ -18,10 +18,10 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from mGPT.kinematics import PartJoints
 from mGPT.metrics.dtw import dtw_batch, frame_costs
 from mGPT.metrics.dtw_reference import loop_dtw_mpjpe
 from mGPT.metrics.procrustes import procrustes_align
-from mGPT.utils.kinematics import PartJoints
 
 DTW_ALIGNMENTS = {"DTW_MPJPE": "root", "DTW_MPJPE_PA": "procrustes"}
 

@@ -15,11 +15,11 @@ from mGPT.archs.deto import CONFIG_SAFE_GLOBALS, DETO, load_tokenizer
 from mGPT.config import exp_dir
 from mGPT.data.features import features_to_smplx
 from mGPT.errors import CheckpointError
+from mGPT.kinematics import build_kinematics
+from mGPT.layout import PARTS
 from mGPT.metrics.sign_metrics import SignDTWMetrics
 from mGPT.models.schedule import adamw_cosine
-from mGPT.utils.kinematics import build_kinematics
 
-PARTS = ("body", "lhand", "rhand")
 # Generation metrics exist only on generation epochs (TRAIN.GEN_VAL_EVERY_N_EPOCHS).
 GENERATION_MONITOR = "val/DTW_MPJPE_mean"
 

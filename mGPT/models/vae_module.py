@@ -12,11 +12,10 @@ from mGPT.archs.deto import DETO
 from mGPT.config import exp_dir, vq_kwargs
 from mGPT.data.features import features_to_smplx
 from mGPT.errors import CheckpointError
+from mGPT.kinematics import build_kinematics
+from mGPT.layout import PARTS
 from mGPT.metrics.sign_metrics import ReconstructionMetrics
 from mGPT.models.schedule import adamw_cosine
-from mGPT.utils.kinematics import build_kinematics
-
-PARTS = ("body", "lhand", "rhand")
 
 
 class TokenizerModule(pl.LightningModule):

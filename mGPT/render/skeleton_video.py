@@ -52,7 +52,7 @@ INSET_LINE_SCALE = 1.6  # hand lines are drawn thicker in the insets than on the
 
 
 class PosesJoints(Protocol):
-    """What `render_params` needs of a kinematics backend (mGPT.utils.kinematics.Kinematics fits)."""
+    """What `render_params` needs of a kinematics backend (mGPT.kinematics.Kinematics fits)."""
 
     parents: Sequence[int]
 

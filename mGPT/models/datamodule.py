@@ -8,10 +8,10 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
-from mGPT.archs.retrieval import SignDictionary
 from mGPT.config import cache_dir, codes_path, dictionary_path
 from mGPT.data.codes import load_codes
 from mGPT.data.datasets import MotionDataset, collate_motion
+from mGPT.data.dictionary import SignDictionary
 from mGPT.data.features import clip_features
 from mGPT.data.pickle_reference import clip_source
 from mGPT.data.prepare import PackedSplit, load_cache

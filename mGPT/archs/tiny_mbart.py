@@ -20,8 +20,8 @@ import sentencepiece as spm
 import torch
 from transformers import MBartConfig, MBartForConditionalGeneration, MBartTokenizer
 
+from mGPT.archs.prune_mbart import collect_sentences
 from mGPT.errors import ConfigError, DataError
-from mGPT.utils.prune_mbart import collect_sentences
 
 SENTENCEPIECE_FILE = "sentencepiece.bpe.model"
 DEFAULT_VOCAB_SIZE = 4000

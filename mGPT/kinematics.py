@@ -25,10 +25,9 @@ from smplx.joint_names import JOINT_NAMES as SMPLX_JOINT_NAMES
 from smplx.lbs import batch_rigid_transform, batch_rodrigues
 from torch import Tensor
 
-from mGPT.data.features import SMPLX_SLICES
 from mGPT.errors import ConfigError
+from mGPT.layout import FRAME_DIMS, SMPLX_SLICES
 
-FRAME_DIMS = 179
 BACKENDS = ("skeleton", "smplx")
 FINGERS = ("index", "middle", "pinky", "ring", "thumb")  # SMPL-X hand pose order, 3 joints each
 TIPS = ("thumb", "index", "middle", "ring", "pinky")  # smplx's fingertip vertex order

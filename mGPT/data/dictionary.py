@@ -28,10 +28,11 @@ from tqdm import tqdm
 from mGPT.data.arabic import ARABIC_STOP_WORDS, normalize_arabic, tokenize_words
 from mGPT.data.features import clip_features
 from mGPT.errors import DataError
+from mGPT.files import atomic_write_text
+from mGPT.layout import PARTS
 
 log = logging.getLogger(__name__)
 
-PARTS = ("body", "lhand", "rhand")
 TOKENIZER_KEY = "_tokenizer"
 
 # Clitics glued to the front of Arabic words: "and", "with/in", "the", and their combinations.
@@ -125,7 +126,7 @@ class SignDictionary:
             payload[word] = {part: codes[:, i].tolist() for i, part in enumerate(PARTS)}
         # One word per line: readable, and diffs of a rebuilt dictionary show which words changed.
         lines = [f"{json.dumps(key, ensure_ascii=False)}: {json.dumps(value)}" for key, value in payload.items()]
-        Path(path).write_text("{\n" + ",\n".join(lines) + "\n}\n", encoding="utf-8")
+        atomic_write_text(path, "{\n" + ",\n".join(lines) + "\n}\n")
 
     @classmethod
     def load(cls, path: str | Path) -> "SignDictionary":
