@@ -11,8 +11,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from mGPT.data.prepare import default_cache_dir
 from mGPT.errors import CheckpointError, ConfigError
+from mGPT.layout import default_cache_dir
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 VQ_PARTS = ("BODY", "LHAND", "RHAND")

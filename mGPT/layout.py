@@ -1,10 +1,12 @@
 """The numbers of SaSOKE's formats, each defined once: the 179-number SMPL-X frame, the 133-dim sign
-feature and its three tokenizer parts.
+feature, its three tokenizer parts, and where a data root keeps its packed cache.
 
 Every other module takes these from here; a module that needs "179" or "body, lhand, rhand" imports it.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 # Per-frame pickle keys in the order they are concatenated into one 179-number frame (SPEC 1).
 SMPLX_KEYS = (
@@ -43,3 +45,10 @@ PARTS = ("body", "lhand", "rhand")
 BODY_DIMS = 43  # upper body 30 + jaw 3 + expression 10
 HAND_DIMS = 45
 PART_DIMS = {"body": BODY_DIMS, "lhand": HAND_DIMS, "rhand": HAND_DIMS}
+
+CACHE_FOLDER = "_cache"
+
+
+def default_cache_dir(data_root: str | Path) -> Path:
+    """Where `python -m mGPT.data.prepare` puts the packed cache of a data root unless told otherwise."""
+    return Path(data_root) / CACHE_FOLDER

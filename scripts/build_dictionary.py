@@ -18,8 +18,9 @@ import torch  # noqa: E402
 
 from mGPT.archs.deto import load_tokenizer
 from mGPT.data.dictionary import build_dictionary
-from mGPT.data.prepare import default_cache_dir, load_cache
+from mGPT.data.prepare import load_cache
 from mGPT.errors import DataError, run_cli
+from mGPT.layout import default_cache_dir
 
 DICTIONARY_FILE = "sign_dictionary.json"
 

@@ -1,6 +1,7 @@
 """Data flows one way: no module of mGPT imports a layer above its own (README, "How it works").
 
-Lower layers never see the run's config: stage boundaries are function arguments.
+Below mGPT.models, code never sees the run's config: stage boundaries are function arguments. Only a
+command-line module there (one with a `main`) may read a config file, to turn it into those arguments.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Bottom to top. A module may import its own layer and the layers below it.
 LAYERS = [
-    ("mGPT.errors", "mGPT.files", "mGPT.layout"),
+    ("mGPT.errors", "mGPT.files", "mGPT.layout", "mGPT.config"),
     ("mGPT.kinematics",),
     ("mGPT.data",),
     ("mGPT.archs",),
     ("mGPT.metrics",),
     ("mGPT.render",),
-    ("mGPT.config",),
     ("mGPT.models",),
     ("mGPT.generate", "mGPT.app"),
 ]
@@ -60,12 +60,25 @@ def test_no_module_imports_a_layer_above_it() -> None:
     assert upward == []
 
 
+def test_only_the_top_layers_and_command_lines_read_the_config() -> None:
+    readers = []
+    for path in sources():
+        here = module_name(path)
+        if layer_of(here) in (0, layer_of("mGPT.models"), layer_of("mGPT.generate")):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        has_main = any(isinstance(node, ast.FunctionDef) and node.name == "main" for node in tree.body)
+        if any(name == "mGPT.config" for _, name in imported_modules(path)) and not has_main:
+            readers.append(here)
+    assert readers == []
+
+
 def test_the_layer_check_sees_an_upward_import(tmp_path: Path) -> None:
     source = tmp_path / "bad.py"
     source.write_text("from mGPT.models.lm_module import GeneratorModule\nimport mGPT.config\n")
     assert [name for _, name in imported_modules(source)] == ["mGPT.models.lm_module", "mGPT.config"]
     assert layer_of("mGPT.models.lm_module") > layer_of("mGPT.data.prepare")
-    assert layer_of("mGPT.data.dictionary") > layer_of("mGPT.kinematics") > layer_of("mGPT.layout")
+    assert layer_of("mGPT.data.dictionary") > layer_of("mGPT.kinematics") > layer_of("mGPT.config")
 
 
 def test_every_module_has_a_layer() -> None:

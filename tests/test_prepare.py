@@ -10,9 +10,10 @@ import pytest
 import mGPT.data.prepare as prepare
 from mGPT.data.features import resample_to_fps, smplx_to_features
 from mGPT.data.isharah import frame_files, read_clip, read_split_csv, split_csv_path
-from mGPT.data.prepare import build_cache, default_cache_dir, load_cache, load_stats, main
+from mGPT.data.prepare import build_cache, load_cache, load_stats, main
 from mGPT.data.synthetic import generate_dataset
 from mGPT.errors import DataError
+from mGPT.layout import default_cache_dir
 
 SPLITS = ("train", "val", "test", "dictionary")
 

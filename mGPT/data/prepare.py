@@ -38,7 +38,7 @@ from mGPT.data.features import resample_to_fps, stats_179_to_133
 from mGPT.data.isharah import pose_dir_path, read_clip, read_split_csv, split_csv_path
 from mGPT.errors import DataError, SaSOKEError, os_error_message
 from mGPT.files import AtomicFile, atomic_write, atomic_write_text
-from mGPT.layout import FRAME_DIMS
+from mGPT.layout import FRAME_DIMS, default_cache_dir
 
 CACHE_FORMAT = 1
 DEFAULT_SPLITS = ("train", "val", "test", "dictionary")
@@ -46,10 +46,6 @@ _NPY_HEADER_BYTES = 128  # room for any (N, 179) float32 header, so it can be wr
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
-
-
-def default_cache_dir(data_root: str | Path) -> Path:
-    return Path(data_root) / "_cache"
 
 
 @dataclass
