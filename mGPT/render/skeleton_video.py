@@ -13,7 +13,6 @@ Speed comes from blitting: the figure, caption and titles are drawn once, then e
 restores that background and redraws only the skeleton lines.
 """
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,31 +22,31 @@ import imageio.v2 as imageio
 import numpy as np
 import torch
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.transforms import Bbox
 from tqdm import tqdm
 
 from mGPT.errors import DataError
-from mGPT.render.caption import caption_font, displayable_caption
+from mGPT.render.frame_layout import (
+    INSET_FACE,  # noqa: F401  (part of this module's interface)
+    LEFT_ARM_COLOUR,
+    RIGHT_ARM_COLOUR,
+    SIDE_COLOURS,
+    clip_limits,
+    frame_layout,
+    hand_limits,
+)
 
 # SMPL-X joint order, shared by every kinematics backend for the first 22 joints.
 SMPLX_BODY_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19)
 LOWER_BODY_JOINTS = (1, 2, 4, 5, 7, 8, 10, 11)  # hips, knees, ankles, feet: signing happens above them
 LEFT_COLLAR, RIGHT_COLLAR = 13, 14
 LEFT_WRIST, RIGHT_WRIST = 20, 21
-HAND_INSETS = (("right", "R"), ("left", "L"))  # inset order from the viewer's left, and their labels
 
 VIEW_AXES = {"front": (0, 1), "side": (2, 1)}  # which joint coordinates become (horizontal, vertical)
 VIDEO_EXTENSIONS = (".mp4", ".gif")
 
-DPI = 100
 TORSO_COLOUR = "#4a4a4a"
-LEFT_ARM_COLOUR, RIGHT_ARM_COLOUR = "#1f77b4", "#d62728"
 FINGER_COLOURS = ("#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")  # one per finger, both hands
-SIDE_COLOURS = {"left": LEFT_ARM_COLOUR, "right": RIGHT_ARM_COLOUR}
-INSET_FACE, INSET_EDGE = "#f4f4f4", "#c8c8c8"
 INSET_LINE_SCALE = 1.6  # hand lines are drawn thicker in the insets than on the body
 
 
@@ -215,61 +214,6 @@ def _check_joints(joints: np.ndarray, num_joints: int, name: str) -> np.ndarray:
     return joints
 
 
-def _bounds(clips: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
-    """Lowest and highest finite screen coordinates, each (2,), over all points of all clips."""
-    stacked = np.concatenate([clip.reshape(-1, 2) for clip in clips])  # (N, 2)
-    finite = stacked[np.isfinite(stacked).all(axis=1)]
-    return (finite.min(axis=0), finite.max(axis=0)) if len(finite) else None
-
-
-def _fit(low: np.ndarray, high: np.ndarray, aspect: float, span: np.ndarray | None = None,
-         margin: float = 0.08) -> np.ndarray:
-    """Limits (low, high) per screen axis, (2, 2), around the box `low`..`high` with a margin.
-
-    The box is widened about its centre (to `span`, when given, which must hold the box) and then to
-    the axes' `aspect` (width / height in pixels), so one metre is as long across as it is up and the
-    axes need no adjusting of their own.
-    """
-    span = np.maximum(high - low if span is None else span, 1e-3) * (1 + 2 * margin)
-    span = np.maximum(span, [span[1] * aspect, span[0] / aspect])
-    centre = (low + high) / 2
-    return np.stack([centre - span / 2, centre + span / 2], axis=1)
-
-
-def _data_limits(clips: list[np.ndarray], aspect: float) -> np.ndarray:
-    """Limits (2, 2) over all frames of all clips (T, N, 2), so the figure never jumps."""
-    bounds = _bounds(clips)
-    if bounds is None:
-        raise ValueError("the joints to render contain no finite coordinates")
-    return _fit(*bounds, aspect)
-
-
-def _hand_limits(clips: list[np.ndarray], hands: dict[str, np.ndarray], aspect: float) -> dict[str, np.ndarray]:
-    """Inset limits (2, 2) per side, relative to the wrist, over all frames of all clips (T, J, 2).
-
-    Every inset gets the same span, the largest a hand needs, so all hands are drawn at one scale;
-    each is centred on where its own hand lies around the wrist, which is not the same for both.
-    """
-    boxes = {}
-    for side, joints in hands.items():
-        relative = [clip[:, joints] - clip[:, joints[:1]] for clip in clips]  # each (T, N, 2)
-        boxes[side] = _bounds(relative) or (np.zeros(2), np.zeros(2))  # a hand never seen is drawn nowhere
-    span = np.max([high - low for low, high in boxes.values()], axis=0)  # (2,)
-    return {side: _fit(low, high, aspect, span=span, margin=0.06) for side, (low, high) in boxes.items()}
-
-
-def _inset_height(panel_width: int, panel_height: int) -> int:
-    """Pixel height of the strip of hand insets under a panel: half the panel, rounded to even."""
-    return 2 * round(min(panel_width, panel_height) / 4)
-
-
-def _pixel_box(extent: Bbox, frame_height: int) -> tuple[slice, slice]:
-    """(rows, columns) of the image that cover a display-space box (y up, from the bottom)."""
-    x0, y0, x1, y1 = extent.extents
-    rows = slice(max(frame_height - math.ceil(y1), 0), frame_height - math.floor(y0))
-    return rows, slice(max(math.floor(x0), 0), math.ceil(x1))
-
-
 def render_frames(
     joints: np.ndarray,
     parents: Sequence[int],
@@ -285,7 +229,7 @@ def render_frames(
     `size` is (W, H) of one panel. With `reference` (T', J, 3) the reference is drawn in a second
     panel to the right (frames are 2W wide), both panels share limits, and the shorter clip holds
     its last frame. With `hand_insets` a strip of two magnified hands, right then left, is added
-    under each panel, `_inset_height(W, H)` pixels high (H / 2 for square panels; H' = H without
+    under each panel, `inset_height(W, H)` pixels high (H / 2 for square panels; H' = H without
     insets). `caption` (Arabic, logical order as typed) goes in a strip at the bottom.
     """
     if view not in VIEW_AXES:
@@ -295,87 +239,33 @@ def render_frames(
     if reference is not None:
         clips.append(_check_joints(reference, len(parents), "reference"))
     projected = [clip[..., VIEW_AXES[view]] for clip in clips]  # each (T, J, 2)
-    panel_width, panel_height = (int(n) for n in size)
-    inset_height = _inset_height(panel_width, panel_height) if hand_insets else 0
-    num_panels = len(clips)
-    frame_width, frame_height = panel_width * num_panels, panel_height + inset_height
-    scale = panel_height / 480  # line widths and fonts are tuned for a 480-pixel panel
-    fig = Figure(figsize=(frame_width / DPI, frame_height / DPI), dpi=DPI, facecolor="white")
-    canvas = FigureCanvasAgg(fig)
-
-    # Rows from the bottom, in pixels: caption, hand insets, skeleton, panel titles.
-    caption_height = 0.0
-    if caption and caption.strip():
-        font_points = max(15 * scale, 8.0)  # below 8 points Arabic letters blur together
-        char_pixels = 0.55 * font_points * DPI / 72  # average Arabic glyph advance
-        text = displayable_caption(caption, int(0.92 * frame_width / char_pixels))
-        line_pixels = 1.45 * font_points * DPI / 72
-        caption_height = min((text.count("\n") + 1) * line_pixels + 8 * scale, 0.4 * panel_height)
-        font = caption_font(text).copy()
-        font.set_size(font_points)
-        fig.text(0.5, caption_height / 2 / frame_height, text, ha="center", va="center", fontproperties=font,
-                 multialignment="center")
-    title_height = 0.0
-    if reference is not None:
-        title_height = 26 * scale
-        for panel, label in zip(range(num_panels), labels, strict=True):
-            fig.text((panel + 0.5) / num_panels, 1 - title_height / 2 / frame_height, label, ha="center",
-                     va="center", fontsize=12 * scale, color="#333333")
-
-    body_bottom = caption_height + inset_height
-    body_height = frame_height - title_height - body_bottom
-    limits = _data_limits([points[:, layout.drawn_joints] for points in projected],
-                          aspect=panel_width / body_height)  # of the axes, in pixels
+    page = frame_layout(len(clips), size, caption, labels if reference is not None else None, hand_insets)
+    limits = clip_limits([points[:, layout.drawn_joints] for points in projected], aspect=page.panel_aspect)
     panels = []
-    for panel in range(num_panels):
-        ax = fig.add_axes((panel / num_panels, body_bottom / frame_height, 1 / num_panels,
-                           body_height / frame_height))
+    for panel, ax in enumerate(page.panels):
         ax.set_xlim(limits[0])
         ax.set_ylim(limits[1])
-        ax.set_axis_off()
-        panels.append((_SkeletonPanel(ax, layout.groups, scale), panel))
+        panels.append((_SkeletonPanel(ax, layout.groups, page.scale), panel))
+    if page.insets:
+        limits_per_side = hand_limits(projected, layout.hands, aspect=page.inset_aspect)
+        for panel, side, ax in page.insets:
+            ax.set_xlim(limits_per_side[side][0])
+            ax.set_ylim(limits_per_side[side][1])
+            wrist = int(layout.hands[side][0])
+            panels.append((_SkeletonPanel(ax, hand_groups(layout, parents, side), page.scale, anchor=wrist),
+                           panel))
 
-    tags = []  # the insets' labels
-    if hand_insets:
-        gap = max(round(4 * scale), 2)  # whole pixels around each inset, so every panel's insets look alike
-        inset_box = (panel_width // 2 - 2 * gap, inset_height - 2 * gap)  # (width, height) in pixels
-        hand_limits = _hand_limits(projected, layout.hands, aspect=inset_box[0] / inset_box[1])
-        for panel in range(num_panels):
-            for slot, (side, label) in enumerate(HAND_INSETS):
-                left = panel * panel_width + slot * (panel_width // 2) + gap
-                ax = fig.add_axes((left / frame_width, (caption_height + gap) / frame_height,
-                                   inset_box[0] / frame_width, inset_box[1] / frame_height))
-                ax.set_xlim(hand_limits[side][0])
-                ax.set_ylim(hand_limits[side][1])
-                ax.set_xticks([])
-                ax.set_yticks([])
-                ax.set_facecolor(INSET_FACE)
-                for spine in ax.spines.values():
-                    spine.set_edgecolor(INSET_EDGE)
-                tag = ax.text(0.04, 0.96, label, transform=ax.transAxes, ha="left", va="top", fontweight="bold",
-                              fontsize=max(12 * scale, 7.0), color=SIDE_COLOURS[side],
-                              bbox={"boxstyle": "square,pad=0.25", "facecolor": INSET_FACE, "edgecolor": "none"})
-                tags.append(tag)
-                wrist = int(layout.hands[side][0])
-                panels.append((_SkeletonPanel(ax, hand_groups(layout, parents, side), scale, anchor=wrist), panel))
-
-    canvas.draw()
-    background = canvas.copy_from_bbox(fig.bbox)
-    # A forearm running through an inset's corner must not hide its label: the corner up to the
-    # label's patch is copied back over the lines, which costs far less than drawing text every frame.
-    still = np.asarray(canvas.buffer_rgba())[..., :3].copy()  # (H', W', 3)
-    tag_boxes = []
-    for tag in tags:
-        patch, inset = tag.get_bbox_patch().get_window_extent(), tag.axes.bbox
-        tag_boxes.append(_pixel_box(Bbox.from_extents(inset.x0, patch.y0, patch.x1, inset.y1), frame_height))
+    still = page.still()  # (H', W', 3)
+    background = page.canvas.copy_from_bbox(page.figure.bbox)
+    tag_boxes = page.tag_boxes()
     num_frames = max(len(points) for points in projected)
-    frames = np.empty((num_frames, frame_height, frame_width, 3), dtype=np.uint8)
+    frames = np.empty((num_frames, page.height, page.width, 3), dtype=np.uint8)
     for t in tqdm(range(num_frames), desc="rendering", unit="frame", leave=False, disable=None):
-        canvas.restore_region(background)
+        page.canvas.restore_region(background)
         for skeleton, panel in panels:
             points = projected[panel]
             skeleton.draw(points[min(t, len(points) - 1)])
-        frames[t] = np.asarray(canvas.buffer_rgba())[..., :3]
+        frames[t] = np.asarray(page.canvas.buffer_rgba())[..., :3]
         for box in tag_boxes:
             frames[t][box] = still[box]
     return frames
