@@ -13,7 +13,7 @@ Speed comes from blitting: the figure, caption and titles are drawn once, then e
 restores that background and redraws only the skeleton lines.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
@@ -280,24 +280,39 @@ def _video_extension(path: Path) -> str:
     return extension
 
 
-def save_video(frames: np.ndarray, path: str | Path, fps: float = 24) -> Path:
-    """Write frames (T, H, W, 3) uint8 to .mp4 (H.264, yuv420p) or .gif, chosen by the extension."""
+def save_video(frames: np.ndarray | Iterable[np.ndarray], path: str | Path, fps: float = 24) -> Path:
+    """Write frames (T, H, W, 3) uint8 to .mp4 (H.264, yuv420p) or .gif, chosen by the extension.
+
+    `frames` may be an array or any iterable of (H, W, 3) frames, written to .mp4 as they come.
+    """
     path = Path(path)
     extension = _video_extension(path)
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
-        raise ValueError(f"frames must be a (T>0, H, W, 3) uint8 array, got {frames.shape} {frames.dtype}")
+    frames = iter(frames)
+    first = next(frames, None)
+
+    def checked(frame: np.ndarray) -> np.ndarray:
+        frame = np.asarray(frame)
+        if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8 or frame.shape != first.shape:
+            raise ValueError(f"frames must be (H, W, 3) uint8 frames of one size, got {frame.shape} {frame.dtype}"
+                             + ("" if frame is first else f" after {first.shape}"))
+        return frame
+
+    if first is None:
+        raise ValueError("frames must hold at least one frame, got none")
+    first = np.asarray(first)
+    first = checked(first)
     path.parent.mkdir(parents=True, exist_ok=True)
     if extension == ".gif":
-        imageio.mimsave(path, list(frames), duration=1000 / fps, loop=0)
+        imageio.mimsave(path, [first, *(checked(frame) for frame in frames)], duration=1000 / fps, loop=0)
         return path
     # yuv420p stores colour at half resolution, so H.264 needs even sizes: pad by repeating the edge.
-    height, width = frames.shape[1:3]
-    frames = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+    height, width = first.shape[:2]
+    padding = ((0, height % 2), (0, width % 2), (0, 0))
     with imageio.get_writer(path, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p",
                             macro_block_size=1, ffmpeg_log_level="error") as writer:
+        writer.append_data(np.pad(first, padding, mode="edge"))
         for frame in frames:
-            writer.append_data(frame)
+            writer.append_data(np.pad(checked(frame), padding, mode="edge"))
     return path
 
 
