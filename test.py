@@ -87,12 +87,13 @@ def test_generator(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
             with open(out / f"{sample['name']}.pkl", "wb") as f:
                 pickle.dump(record, f)
     if cfg.TEST.SAVE_VIDEOS:
-        from mGPT.render.skeleton_video import render_params
+        from mGPT.render.video import render_video
 
         for sample in outputs[: cfg.TEST.SAVE_VIDEOS]:
-            path = render_params(sample["generated"], module.kinematics, out / "videos" / f"{sample['name']}.mp4",
-                                 caption=sample["text"], reference_params=sample["reference"],
-                                 fps=cfg.DATASET.TARGET_FPS)
+            path = render_video(sample["generated"], out / "videos" / f"{sample['name']}.mp4",
+                                kinematics=module.kinematics, caption=sample["text"],
+                                reference_params=sample["reference"], fps=cfg.DATASET.TARGET_FPS,
+                                avatar=cfg.RENDER.AVATAR, size=tuple(cfg.RENDER.SIZE), view=cfg.RENDER.VIEW)
             print(f"video: {path}")
     print_table(f"generation, {len(per_sample)} {cfg.TEST.SPLIT} clips, accumulated DTW cost", means, "m")
     print_table("the same per DTW step", means_mm, "mm")

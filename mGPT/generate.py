@@ -74,10 +74,11 @@ def main() -> None:
         pickle.dump({"text": args.text, **smplx_params_dict(params)}, f)
     print(f"{len(params)} frames ({len(params) / cfg.DATASET.TARGET_FPS:.1f} s) of SMPL-X parameters: {path}")
     if args.video:
-        from mGPT.render.skeleton_video import render_params
+        from mGPT.render.video import render_video
 
-        video = render_params(params, module.kinematics, Path(args.video), caption=args.text,
-                              fps=cfg.DATASET.TARGET_FPS)
+        video = render_video(params, Path(args.video), kinematics=module.kinematics, caption=args.text,
+                             fps=cfg.DATASET.TARGET_FPS, avatar=cfg.RENDER.AVATAR, size=tuple(cfg.RENDER.SIZE),
+                             view=cfg.RENDER.VIEW)
         print(f"video: {video}")
 
 

@@ -156,17 +156,17 @@ class GeneratorModule(pl.LightningModule):
             self.val_metrics.reset()
 
     def _log_videos(self, samples: list[dict]) -> None:
-        from mGPT.render.skeleton_video import render_frames
         from mGPT.render.tensorboard import add_gif
+        from mGPT.render.video import render_video_frames
 
         experiment = getattr(self.logger, "experiment", None)
         # other DDP ranks get a dummy experiment whose methods return None; only rank 0 writes the logs
         if not self.trainer.is_global_zero or not isinstance(experiment, SummaryWriter):
             return
         for k, sample in enumerate(samples):
-            frames = render_frames(self.joints(sample["generated"]).cpu().numpy(), self.kinematics.parents,
-                                   caption=sample["text"], reference=self.joints(sample["reference"]).cpu().numpy(),
-                                   size=(320, 240))  # (T, H, W, 3) uint8
+            frames = render_video_frames(sample["generated"], kinematics=self.kinematics, caption=sample["text"],
+                                         reference_params=sample["reference"], avatar=self.cfg.RENDER.AVATAR,
+                                         view=self.cfg.RENDER.VIEW, size=(320, 240))  # (T, H, W, 3) uint8
             add_gif(experiment, f"val/sample_{k}", frames, self.global_step, fps=self.cfg.DATASET.TARGET_FPS)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
