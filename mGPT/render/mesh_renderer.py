@@ -98,7 +98,9 @@ def create_context():
     try:
         import moderngl
 
-        return moderngl.create_context(standalone=True, backend="egl", require=330)
+        # the runtime libraries' names: glcontext's default, libEGL.so, comes only with the -dev packages
+        return moderngl.create_context(standalone=True, backend="egl", require=330, libgl="libGL.so.1",
+                                       libegl="libEGL.so.1")
     except Exception as error:  # ImportError, missing libEGL, no usable EGL device: all mean "no GL here"
         raise GLUnavailable(f"{type(error).__name__}: {error}") from error
 
