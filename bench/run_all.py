@@ -15,6 +15,8 @@ the same process or the same run, on the same inputs:
               NO_KV_CACHE switched on; the scores must be equal
   training    steps/s and peak memory of both stages at the demo sizes (configs/demo/*.yaml); stage 1
               also with BASELINE.PICKLE_LOADER; GPU rows only where torch sees a GPU
+  video       side-by-side frames/s written to .mp4 at 512 x 512 panels: the 3D mesh avatar against our
+              own stick figure (not a SOKE baseline: what the mesh costs over it; bench_render.py)
 
 The models for the end-to-end rows are trained here from scratch, briefly (they are timed, not judged),
 in a temporary folder, with the same commands as `make demo`. --quick uses the small sample and fewer
@@ -39,6 +41,7 @@ import bench_data
 import bench_generate
 import bench_metric
 import bench_pipeline
+import bench_render
 import torch
 from tqdm import tqdm
 
@@ -116,6 +119,14 @@ def metric_row(pairs: int) -> Row:
                f"{result['batched_s']:.2f} s (batched wavefront)",
                f"{result['loop_s']:.1f} s (Python loop, SVD per cell)",
                ratio(result["loop_s"], result["batched_s"]), ">= 100x")
+
+
+def render_row() -> Row:
+    result = bench_render.measure()
+    return Row("video: side-by-side frames/s to .mp4, 512 x 512 panels with hand insets, 2 s clips",
+               f"{result['mesh_video_fps']:.1f} /s (3D mesh avatar)",
+               f"{result['skeleton_video_fps']:.1f} /s (our stick figure, not SOKE's)",
+               f"{result['mesh_video_fps'] / result['skeleton_video_fps']:.2f}x", ">= 15 /s (mesh)")
 
 
 def decoding_rows(plan: Plan, work: Path) -> list[Row]:
@@ -252,7 +263,7 @@ def main() -> None:
         work = Path(tmp)
         print("synthetic sample and its packed cache")
         data = bench_data.make_sample(work, small=plan.small_sample)
-        rows = [data_row(data), metric_row(plan.metric_pairs), *decoding_rows(plan, work)]
+        rows = [data_row(data), metric_row(plan.metric_pairs), *decoding_rows(plan, work), render_row()]
         stage1, stage2 = train_chain(plan, data, work, env)
         rows += training_rows(plan, stage1, stage2, env)
         end_rows, scores_note = end_to_end_rows(stage2, work, env)

@@ -54,6 +54,7 @@ class MeshAvatar(Protocol):
 
     name: str
     faces: np.ndarray  # (F, 3) int32, the whole mesh
+    panel_faces: np.ndarray  # (F', 3) int32, what a body panel draws: all but the shins and feet
     hand_faces: dict[str, np.ndarray]  # "left" / "right" -> (F_hand, 3) int32, that hand alone, for its inset
     palm_vertices: dict[str, np.ndarray]  # side -> (N,) int: moved by the wrist alone; an inset follows them
     hand_vertices: dict[str, np.ndarray]  # side -> (N,) int: what an inset must hold
@@ -85,8 +86,10 @@ def _descendants(parents: list[int], roots: list[int]) -> set[int]:
 
 
 def _regions(dominant: np.ndarray, faces: np.ndarray, parents: list[int], names: list[str],
-             wrists: dict[str, str], legs: list[str]) -> tuple[dict, dict, np.ndarray]:
-    """Hand faces, palm, hand and upper-body vertices from each vertex's most weighted joint (V,)."""
+             wrists: dict[str, str], legs: list[str], knees: list[str]) -> tuple[dict, dict, dict, np.ndarray,
+                                                                                np.ndarray]:
+    """Hand faces, palm, hand and upper-body vertices, and the panel's faces, from each vertex's most
+    weighted joint (V,)."""
     hand_faces, palm_vertices, hand_vertices = {}, {}, {}
     for side, wrist in wrists.items():
         joints = _descendants(parents, [names.index(wrist)])
@@ -96,7 +99,11 @@ def _regions(dominant: np.ndarray, faces: np.ndarray, parents: list[int], names:
         hand_faces[side] = faces[in_hand[faces].all(axis=1)].astype(np.int32)
     leg_joints = _descendants(parents, [names.index(name) for name in legs])
     upper_body = np.flatnonzero(~np.isin(dominant, sorted(leg_joints)))
-    return hand_faces, palm_vertices, hand_vertices, upper_body
+    # the panel frames the upper body, so shins and feet are never in view: not drawing them saves
+    # a fifth of the vertex work, which is most of a frame's cost on a software rasteriser
+    below_knees = np.isin(dominant, sorted(_descendants(parents, [names.index(name) for name in knees])))
+    panel_faces = faces[~below_knees[faces].all(axis=1)].astype(np.int32)
+    return hand_faces, palm_vertices, hand_vertices, upper_body, panel_faces
 
 
 def _split(params179: np.ndarray) -> dict[str, np.ndarray]:
@@ -128,9 +135,10 @@ class MannequinAvatar:
         np.add.at(dense, (np.arange(len(self.joints))[:, None], self.joints), self.weights)
         self.dense_weights = torch.from_numpy(dense)  # (V, J), for skinning a few vertices on the CPU
         self._skins: dict[bytes, tuple[Skin, np.ndarray]] = {}
-        self.hand_faces, self.palm_vertices, self.hand_vertices, self.upper_body_vertices = _regions(
-            dense.argmax(axis=1), self.faces, parents, names, {"left": "L_Wrist", "right": "R_Wrist"},
-            ["L_Hip", "R_Hip"])
+        (self.hand_faces, self.palm_vertices, self.hand_vertices, self.upper_body_vertices,
+         self.panel_faces) = _regions(dense.argmax(axis=1), self.faces, parents, names,
+                                      {"left": "L_Wrist", "right": "R_Wrist"}, ["L_Hip", "R_Hip"],
+                                      ["L_Knee", "R_Knee"])
 
     def _skin(self, shape: np.ndarray) -> tuple[Skin, np.ndarray]:
         """The rest mesh and bind joints (J, 3) of one body shape (reshaping takes some 0.1 s: cached)."""
@@ -180,9 +188,10 @@ class SmplxAvatar:
         parents = [int(parent) for parent in body_model.parents.tolist()]
         names = kinematics.joint_names[: len(parents)]
         dominant = body_model.lbs_weights.argmax(dim=1).cpu().numpy()  # (V,)
-        self.hand_faces, self.palm_vertices, self.hand_vertices, self.upper_body_vertices = _regions(
-            dominant, self.faces, parents, names, {"left": "left_wrist", "right": "right_wrist"},
-            ["left_hip", "right_hip"])
+        (self.hand_faces, self.palm_vertices, self.hand_vertices, self.upper_body_vertices,
+         self.panel_faces) = _regions(dominant, self.faces, parents, names,
+                                      {"left": "left_wrist", "right": "right_wrist"}, ["left_hip", "right_hip"],
+                                      ["left_knee", "right_knee"])
 
     def pose(self, params179: np.ndarray) -> PosedClip:
         _split(params179)  # checks the shape

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mGPT.render.avatar import PosedClip, Skin
+from mGPT.render.avatar import MeshAvatar, PosedClip, Skin
 
 MAX_BONES = 64
 DEPTH_RANGE = 3.0  # metres either side of the origin along the view direction that are kept
@@ -114,9 +114,9 @@ class MeshBuffers:
 
 
 class MeshRenderer:
-    """One GL context and shader; draws posed clips of one avatar's faces into images of any size."""
+    """One GL context and shader for one avatar; draws its posed clips into images of any size."""
 
-    def __init__(self, faces: np.ndarray, hand_faces: dict[str, np.ndarray]) -> None:
+    def __init__(self, avatar: MeshAvatar) -> None:
         self.ctx = create_context()
         self.program = self.ctx.program(vertex_shader=VERTEX_SHADER, fragment_shader=FRAGMENT_SHADER)
         self.program["colour"].value = MESH_COLOUR
@@ -124,8 +124,8 @@ class MeshRenderer:
         self.indices = {part: self.ctx.buffer(np.ascontiguousarray(part_faces[np.argsort(part_faces.min(axis=1),
                                                                                          kind="stable")],
                                                                    dtype=np.int32).tobytes())
-                        for part, part_faces in {"body": faces, **hand_faces}.items()}
-        self.faces = torch.as_tensor(np.asarray(faces, dtype=np.int64))
+                        for part, part_faces in {"body": avatar.panel_faces, **avatar.hand_faces}.items()}
+        self.faces = torch.as_tensor(np.asarray(avatar.faces, dtype=np.int64))  # for normals of CPU-posed meshes
         self.targets: dict[tuple[int, int], Any] = {}
 
     def _target(self, width: int, height: int) -> Any:

@@ -57,7 +57,7 @@ def iter_mesh_frames(
     """
     if view not in VIEWS:
         raise ValueError(f"view must be one of {sorted(VIEWS)}, got {view!r}")
-    renderer = renderer or MeshRenderer(avatar.faces, avatar.hand_faces)
+    renderer = renderer or MeshRenderer(avatar)
     page = frame_layout(len(clips), size, caption, labels[: len(clips)] if len(clips) > 1 else None, hand_insets)
 
     framing = avatar.upper_body_vertices[::FRAMING_STRIDE]

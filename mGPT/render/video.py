@@ -42,7 +42,7 @@ def _mesh(kinematics: Kinematics) -> tuple[MeshAvatar, MeshRenderer] | None:
         return cache_hit
     avatar = build_avatar(kinematics)
     try:
-        mesh = (avatar, MeshRenderer(avatar.faces, avatar.hand_faces))
+        mesh = (avatar, MeshRenderer(avatar))
     except GLUnavailable as error:
         _GL_FAILURE.append(str(error))
         print(f"RENDER.AVATAR mesh: no offscreen OpenGL context ({error}); drawing the skeleton instead "
