@@ -118,7 +118,11 @@ class MeshRenderer:
 
     def __init__(self, avatar: MeshAvatar) -> None:
         self.ctx = create_context()
-        self.program = self.ctx.program(vertex_shader=VERTEX_SHADER, fragment_shader=FRAGMENT_SHADER)
+        try:
+            self.program = self.ctx.program(vertex_shader=VERTEX_SHADER, fragment_shader=FRAGMENT_SHADER)
+        except Exception as error:  # a driver that cannot compile the shader is as good as none
+            self.ctx.release()
+            raise GLUnavailable(f"the shader does not compile here: {error}") from error
         self.program["colour"].value = MESH_COLOUR
         # faces in order of their first vertex: llvmpipe then re-shades far fewer vertices (some 1.5x faster)
         self.indices = {part: self.ctx.buffer(np.ascontiguousarray(part_faces[np.argsort(part_faces.min(axis=1),
