@@ -2,9 +2,11 @@
 
 moderngl (a 1 MB wheel) opens a standalone EGL context: the GPU's driver where there is one (Colab
 GPU runtimes), Mesa's llvmpipe software rasteriser on the CPU otherwise (CI, Colab CPU runtimes).
-VTK 9.7 through pyvista renders this mesh offscreen just as well, but its wheels take 565 MB and its
-first frame some 2 s, which every test run and Colab session would pay; pyrender needs PyOpenGL and
-a process-wide PYOPENGL_PLATFORM set before import. Here the whole scene is one small shader.
+VTK 9.7 (through pyvista) also renders headless with EGL or OSMesa, but its wheels take 565 MB, its
+first frame some 2 s, and with new vertex positions every frame it took about 10x as long per frame
+as this shader on the same loaded machine (a one-off check, 512 x 512, not kept as a benchmark);
+pyrender needs PyOpenGL and a process-wide PYOPENGL_PLATFORM set before import. Here the whole
+scene is one small shader.
 
 Skinning happens in the vertex shader: the mesh's rest vertices, normals and 4 joint weights each
 sit on the GPU, and each frame only uploads one 3x4 matrix per joint. A mesh that is posed on the
