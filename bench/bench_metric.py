@@ -19,11 +19,11 @@ import time
 
 import numpy as np
 import torch
+from soke_style_dtw import loop_dtw_mpjpe
 from tqdm import tqdm
 
 from mGPT.kinematics import build_kinematics
 from mGPT.metrics.dtw import dtw_mpjpe_batch
-from mGPT.metrics.dtw_reference import loop_dtw_mpjpe
 
 ARM_JOINTS = (12, 13, 14, 15, 16, 17, 18, 19, 20, 21)  # SMPL-X neck, collars, head, shoulders, elbows, wrists
 

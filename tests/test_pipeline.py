@@ -190,6 +190,35 @@ def test_stage2_test_writes_scores_predictions_and_videos(generator_test, chain)
 
 
 @pytest.mark.slow
+def test_evaluate_with_the_soke_style_parts_gives_the_same_codes_and_scores(workdir, chain, generator_test,
+                                                                          tmp_path) -> None:
+    """test.py's evaluate, in process, with the pickle reader, the Python DTW and uncached decoding that
+    bench/bench_pipeline.py hands it: what `python test.py` wrote, exactly."""
+    import importlib.util
+
+    from soke_style_data import pickle_clips
+    from soke_style_dtw import loop_dtw_mpjpe_batch
+
+    spec = importlib.util.spec_from_file_location("sasoke_test_py", REPO / "test.py")
+    test_py = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(test_py)
+    checkpoint = workdir / "experiments" / "mgpt" / GENERATOR / "checkpoints" / "best.ckpt"
+    cfg = load_config(DEMO_SOKE, [*overrides(chain), f"TEST.CHECKPOINT={checkpoint}", f"FOLDER_RESULTS={tmp_path}",
+                                  "TEST.SAVE_PREDICTIONS=true"])
+    summary = test_py.evaluate(cfg, clip_source=pickle_clips(chain["data"]), dtw=loop_dtw_mpjpe_batch,
+                               use_kv_cache=False)
+    out = tmp_path / GENERATOR / "test_rank_0"
+    ours = json.loads((generator_test / "test_scores.json").read_text(encoding="utf-8"))
+    soke_style = json.loads((out / "test_scores.json").read_text(encoding="utf-8"))
+    assert sorted(soke_style) == sorted(ours) and summary["samples"] == len(ours)
+    for name, scores in ours.items():
+        for key, value in scores.items():
+            assert soke_style[name][key] == pytest.approx(value, rel=1e-12, abs=1e-12), (name, key)
+        with open(generator_test / f"{name}.pkl", "rb") as f, open(out / f"{name}.pkl", "rb") as g:
+            assert np.array_equal(pickle.load(f)["codes"], pickle.load(g)["codes"]), name
+
+
+@pytest.mark.slow
 def test_retrieval_check_scores_the_test_split_with_dictionary_swapped_and_no_keywords(
         run_command, workdir, chain, generator_test) -> None:
     test = load_cache(chain["data"] / "_cache", "test")
