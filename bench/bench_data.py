@@ -26,6 +26,7 @@ from tqdm import tqdm
 from mGPT.data.datasets import MotionDataset
 from mGPT.data.prepare import PackedSplit, build_cache, load_cache, load_stats
 from mGPT.data.synthetic import generate_dataset
+from mGPT.layout import default_cache_dir
 
 WINDOW = 64  # configs/demo/deto.yaml DATASET.WINDOW
 
@@ -48,7 +49,7 @@ def one_epoch(dataset: MotionDataset, desc: str) -> tuple[float, list[torch.Tens
 
 def measure(data_root: Path, window: int = WINDOW, cache_epochs: int = 5) -> dict:
     """Seconds per epoch of each side; the cache side is averaged over a few epochs, being so short."""
-    cache = data_root / "_cache"
+    cache = default_cache_dir(data_root)
     packed: PackedSplit = load_cache(cache, "train")
     stats = load_stats(cache)
 

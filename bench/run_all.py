@@ -18,6 +18,8 @@ the same process or the same run, on the same inputs:
               also with the pickle reader; GPU rows only where torch sees a GPU
   video       side-by-side frames/s written to .mp4 at 512 x 512 panels: the 3D mesh avatar against our
               own stick figure (not a SOKE baseline: what the mesh costs over it; bench_render.py)
+  tokenizer   steps/s and peak memory of the tokenizer at SOKE's sizes (bench_tokenizer.py), fp32; on a
+              GPU also bf16 autocast against fp32
 
 The models for the end-to-end rows are trained here from scratch, briefly (they are timed, not judged),
 in a temporary folder, with the same commands as `make demo`. --quick uses the small sample and fewer
@@ -62,13 +64,14 @@ class Plan:
     training_steps: int
     tokenizer_epochs: int
     generator_epochs: int
+    full_tokenizer: tuple[int, int]  # (timed steps, batch) of the tokenizer at SOKE's sizes
 
 
 FULL = Plan(small_sample=False, metric_pairs=30,
             decoding=((bench_generate.TINY, 16), (bench_generate.QUICK_LARGE, 8)),
-            training_steps=40, tokenizer_epochs=2, generator_epochs=8)
+            training_steps=40, tokenizer_epochs=2, generator_epochs=8, full_tokenizer=(3, 8))
 QUICK = Plan(small_sample=True, metric_pairs=4, decoding=((bench_generate.TINY, 4),), training_steps=8,
-             tokenizer_epochs=1, generator_epochs=2)
+             tokenizer_epochs=1, generator_epochs=2, full_tokenizer=(1, 4))
 DECODING_STEPS = 100
 
 
@@ -203,6 +206,30 @@ def training_rows(plan: Plan, stage1: list[str], stage2: list[str], env: dict) -
     return rows
 
 
+def tokenizer_rows(plan: Plan, env: dict) -> list[Row]:
+    """The tokenizer at SOKE's sizes, in a fresh process per device (its peak memory is the process's)."""
+    steps, batch = plan.full_tokenizer
+    rows = []
+    for device in ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]:
+        output = run(["bench/bench_tokenizer.py", "--device", device, "--steps", str(steps), "--batch", str(batch),
+                      "--json"], env)
+        results = {r["precision"]: r for r in map(json.loads, output.strip().splitlines())}
+        fp32 = results["fp32"]
+        measured = (f"tokenizer at SOKE's sizes ({device.upper()}), {fp32['n_params'] / 1e6:.1f} M parameters, "
+                    f"batch {batch} x 64 frames, {steps} steps")
+
+        def speed(r: dict) -> str:
+            return f"{r['steps_per_s']:.3f} steps/s, peak {r['peak_mib']:,.0f} MiB ({r['memory_method']})"
+
+        if "bf16 autocast" in results:
+            bf16 = results["bf16 autocast"]
+            rows.append(Row(measured, f"{speed(bf16)}, bf16 autocast", f"{speed(fp32)}, fp32",
+                            ratio(1 / fp32["steps_per_s"], 1 / bf16["steps_per_s"])))
+        else:
+            rows.append(Row(measured, f"{speed(fp32)}, fp32", "n/a: the same network as SOKE's", "-"))
+    return rows
+
+
 def end_to_end_rows(stage2: list[str], work: Path, env: dict) -> tuple[list[Row], str]:
     """test.py's evaluation as it is and with the SOKE-style parts; the rows and a note comparing the scores."""
     ours_s, ours = bench_pipeline.time_evaluate(GENERATOR_CFG, stage2, env=env)
@@ -267,6 +294,7 @@ def main() -> None:
         rows = [data_row(data), metric_row(plan.metric_pairs), *decoding_rows(plan, work), render_row()]
         stage1, stage2 = train_chain(plan, data, work, env)
         rows += training_rows(plan, stage1, stage2, env)
+        rows += tokenizer_rows(plan, env)
         end_rows, scores_note = end_to_end_rows(stage2, work, env)
         rows += end_rows
 

@@ -260,6 +260,17 @@ def test_text_to_sign_cli_writes_parameters_and_a_video(run_command, workdir, ch
     assert frames % 4 == 0 and 4 <= frames <= 32
     video = iio.imread(workdir / "free_text" / "x.mp4", index=None)
     assert len(video) == frames and video.shape[-1] == 3
+    # the CLI's one path, from Python (what a web app calls): the same codes and parameters
+    from mGPT.generate import checked_text, load_generator, text_to_sign
+
+    checkpoint = workdir / "experiments" / "mgpt" / GENERATOR / "checkpoints" / "best.ckpt"
+    module, dictionary = load_generator(load_config(DEMO_SOKE, [*overrides(chain), f"TEST.CHECKPOINT={checkpoint}"]))
+    assert dictionary is not None and not module.training
+    codes, params = text_to_sign(module, checked_text(" أنا أذهب "), dictionary)
+    assert codes.shape == (frames // 4, 3) and codes.dtype == np.int64
+    np.testing.assert_array_equal(params, stacked(record))
+    expected = features_to_smplx(module.tokenizer.decode(torch.from_numpy(codes)[None])[0]).numpy()
+    np.testing.assert_allclose(params, expected, atol=1e-6)
 
 
 @pytest.mark.slow
