@@ -16,9 +16,8 @@ from mGPT.data.codes import SplitCodes
 from mGPT.data.dictionary import SignDictionary
 from mGPT.data.features import (
     apply_length_rules,
-    clip_features,
-    features_to_smplx,
     normalize,
+    reference_params,
     resample_length,
     smplx_to_features,
 )
@@ -148,7 +147,7 @@ class CodeTextDataset(Dataset):
         return len(self.names)
 
     def reference(self, i: int) -> np.ndarray:  # (T, 179)
-        return features_to_smplx(clip_features(self.clips.clip(i), self.min_frames, self.max_frames))
+        return reference_params(self.clips.clip(i), self.min_frames, self.max_frames)
 
     def __getitem__(self, i: int) -> dict:
         text = self.texts[i]
