@@ -4,6 +4,9 @@
 
 Stage 1 (vae): reconstruct every test clip; MPJPE and PA-MPJPE per part in millimetres.
 Stage 2 (lm): generate from the text of every test clip; DTW-MPJPE and DTW-MPJPE-PA per part (SPEC 6).
+
+`evaluate(cfg, ...)` does the same from Python; its optional arguments replace the clip reader, the DTW
+and the decoding cache (bench/bench_pipeline.py times it with SOKE-style parts, which score the same).
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import TQDMProgressBar
 
 from mGPT.config import evaluation_dir, parse_args
+from mGPT.data.datasets import ClipSourceFactory, from_cache
 from mGPT.data.features import smplx_params_dict
 from mGPT.errors import run_cli
 from mGPT.files import writable_dir
 from mGPT.layout import PARTS
+from mGPT.metrics.dtw import dtw_mpjpe_batch
+from mGPT.metrics.sign_metrics import PairDTW
 from mGPT.models.checkpoints import trained_checkpoint
 
 
@@ -33,14 +39,14 @@ def print_table(title: str, rows: dict[str, float], unit: str) -> None:
         print(f"{metric:<24}" + "".join(f"{rows.get(f'{metric}_{p}', float('nan')):>12.4f}" for p in PARTS))
 
 
-def test_tokenizer(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
+def test_tokenizer(cfg: DictConfig, ckpt: Path, out: Path, clip_source: ClipSourceFactory = from_cache) -> dict:
     from mGPT.archs.deto import load_tokenizer
     from mGPT.models.datamodule import SignDataModule
     from mGPT.models.vae_module import TokenizerModule
 
     tokenizer = load_tokenizer(ckpt, cfg.DATASET.MEAN_PATH, cfg.DATASET.STD_PATH)
     module = TokenizerModule(cfg, tokenizer)  # the checkpoint's sizes, not the config's VQ
-    data = SignDataModule(cfg, tokenizer.mean.numpy(), tokenizer.std.numpy())
+    data = SignDataModule(cfg, tokenizer.mean.numpy(), tokenizer.std.numpy(), clip_source=clip_source)
     trainer = pl.Trainer(accelerator=cfg.ACCELERATOR, devices=1, precision=cfg.PRECISION, logger=False,
                          callbacks=[TQDMProgressBar()])
     trainer.test(module, datamodule=data, verbose=False)
@@ -54,12 +60,13 @@ def test_tokenizer(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
     return summary
 
 
-def test_generator(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
+def test_generator(cfg: DictConfig, ckpt: Path, out: Path, clip_source: ClipSourceFactory = from_cache,
+                   dtw: PairDTW = dtw_mpjpe_batch, use_kv_cache: bool = True) -> dict:
     from mGPT.models.datamodule import SignDataModule
     from mGPT.models.lm_module import GeneratorModule
 
-    module = GeneratorModule.from_checkpoint(ckpt, cfg)
-    data = SignDataModule(cfg, fingerprint=module.fingerprint)
+    module = GeneratorModule.from_checkpoint(ckpt, cfg, dtw=dtw, use_kv_cache=use_kv_cache)
+    data = SignDataModule(cfg, fingerprint=module.fingerprint, clip_source=clip_source)
     trainer = pl.Trainer(accelerator=cfg.ACCELERATOR, devices=1, precision=cfg.PRECISION, logger=False,
                          callbacks=[TQDMProgressBar()])
     trainer.test(module, datamodule=data, verbose=False)
@@ -100,14 +107,25 @@ def test_generator(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
     return summary
 
 
-def main() -> None:
-    cfg = parse_args(__doc__.splitlines()[0])
+def evaluate(cfg: DictConfig, clip_source: ClipSourceFactory = from_cache, dtw: PairDTW = dtw_mpjpe_batch,
+             use_kv_cache: bool = True) -> dict:
+    """What `python test.py` does for `cfg`: score the trained stage, write evaluation_dir(cfg), return the
+    summary. `clip_source` reads the clips (stage 1 inputs, stage 2 references), `dtw` scores stage 2 and
+    `use_kv_cache` decodes with the key/value cache."""
     pl.seed_everything(cfg.SEED)
-    torch.set_grad_enabled(False)
     ckpt = trained_checkpoint(cfg)
     out = writable_dir(evaluation_dir(cfg), "results")
-    summary = test_tokenizer(cfg, ckpt, out) if cfg.STAGE == "vae" else test_generator(cfg, ckpt, out)
+    with torch.no_grad():
+        if cfg.STAGE == "vae":
+            summary = test_tokenizer(cfg, ckpt, out, clip_source)
+        else:
+            summary = test_generator(cfg, ckpt, out, clip_source, dtw, use_kv_cache)
     print(f"\nscores: {out / 'test_scores.json'}\nsummary: {out / 'test_summary.json'} ({summary['samples']} samples)")
+    return summary
+
+
+def main() -> None:
+    evaluate(parse_args(__doc__.splitlines()[0]))
 
 
 if __name__ == "__main__":

@@ -18,12 +18,16 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
 from mGPT.config import cache_dir, exp_dir, monitors_generation, parse_args
+from mGPT.data.datasets import ClipSourceFactory, from_cache
 from mGPT.errors import run_cli
 from mGPT.files import writable_dir
 from mGPT.models.checkpoints import AtomicCheckpointIO
 
 
-def build_module(cfg: DictConfig) -> tuple[pl.LightningModule, pl.LightningDataModule]:
+def build_module(cfg: DictConfig, clip_source: ClipSourceFactory = from_cache
+                 ) -> tuple[pl.LightningModule, pl.LightningDataModule]:
+    """The module and data that `python train.py` trains; `clip_source` reads the clips (benchmarks swap
+    in SOKE-style readers, bench/bench_pipeline.py)."""
     from mGPT.models.datamodule import SignDataModule
 
     if cfg.STAGE == "vae":
@@ -38,12 +42,12 @@ def build_module(cfg: DictConfig) -> tuple[pl.LightningModule, pl.LightningDataM
             stats = load_stats(cache_dir(cfg))
             module = TokenizerModule.from_config(cfg, stats["mean133"], stats["std133"])
         tokenizer = module.tokenizer
-        return module, SignDataModule(cfg, tokenizer.mean.numpy(), tokenizer.std.numpy())
+        return module, SignDataModule(cfg, tokenizer.mean.numpy(), tokenizer.std.numpy(), clip_source=clip_source)
 
     from mGPT.models.lm_module import GeneratorModule
 
     module = GeneratorModule.from_config(cfg)
-    return module, SignDataModule(cfg, fingerprint=module.fingerprint)
+    return module, SignDataModule(cfg, fingerprint=module.fingerprint, clip_source=clip_source)
 
 
 def build_trainer(cfg: DictConfig, ckpt_dir, callbacks=(), logger=True) -> pl.Trainer:

@@ -5,7 +5,7 @@
 Both sides are the same MotionDataset (normalised 64-frame windows, random crops drawn from the same
 seed) over the train split; only where the frames come from differs. Ours: the packed cache, one
 memory-mapped array. SOKE's: on every __getitem__, list the clip's pose folder, sort it, unpickle each
-frame and stack (mGPT.data.pickle_reference). The two epochs must yield identical tensors.
+frame and stack (bench/soke_style_data.py). The two epochs must yield identical tensors.
 
 Without --data-root the default synthetic sample is generated in a temporary folder. Its pickles were
 just written, so they sit in the OS page cache: the best case for the pickles. On a Google Drive mount
@@ -20,12 +20,13 @@ import time
 from pathlib import Path
 
 import torch
+from soke_style_data import PickleSplit
 from tqdm import tqdm
 
 from mGPT.data.datasets import MotionDataset
-from mGPT.data.pickle_reference import PickleSplit
 from mGPT.data.prepare import PackedSplit, build_cache, load_cache, load_stats
 from mGPT.data.synthetic import generate_dataset
+from mGPT.layout import default_cache_dir
 
 WINDOW = 64  # configs/demo/deto.yaml DATASET.WINDOW
 
@@ -48,7 +49,7 @@ def one_epoch(dataset: MotionDataset, desc: str) -> tuple[float, list[torch.Tens
 
 def measure(data_root: Path, window: int = WINDOW, cache_epochs: int = 5) -> dict:
     """Seconds per epoch of each side; the cache side is averaged over a few epochs, being so short."""
-    cache = data_root / "_cache"
+    cache = default_cache_dir(data_root)
     packed: PackedSplit = load_cache(cache, "train")
     stats = load_stats(cache)
 

@@ -19,18 +19,19 @@ import time
 
 import numpy as np
 import torch
+from soke_style_dtw import loop_dtw_mpjpe
 from tqdm import tqdm
 
 from mGPT.kinematics import build_kinematics
+from mGPT.layout import FRAME_DIMS
 from mGPT.metrics.dtw import dtw_mpjpe_batch
-from mGPT.metrics.dtw_reference import loop_dtw_mpjpe
 
 ARM_JOINTS = (12, 13, 14, 15, 16, 17, 18, 19, 20, 21)  # SMPL-X neck, collars, head, shoulders, elbows, wrists
 
 
 def smooth_arm_motion(frames: int, rng: np.random.Generator) -> np.ndarray:
     """(frames, 179) SMPL-X parameters: arms lowered in front of the body, each joint on a few sines."""
-    params = np.zeros((frames, 179))
+    params = np.zeros((frames, FRAME_DIMS))
     t = np.linspace(0.0, 1.0, frames)[:, None]  # (T, 1)
     for joint in ARM_JOINTS:
         offset = 3 + 3 * (joint - 1)  # body pose holds joints 1..21

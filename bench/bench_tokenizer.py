@@ -1,9 +1,10 @@
-"""Training speed and peak memory of the full DETO tokenizer (three VQ-VAEs).
+"""Training speed and peak memory of the full DETO tokenizer (three VQ-VAEs at SOKE's sizes, configs/vq/).
 
 One step = forward + smooth-L1 and commitment loss + backward + AdamW step, on random normalised features.
 
     python bench/bench_tokenizer.py --steps 5 --device cpu
     python bench/bench_tokenizer.py --device cuda          # bf16 autocast off and on
+    python bench/bench_tokenizer.py --json ...             # one JSON line per result (bench/run_all.py)
 
 Peak memory: on CUDA, torch.cuda.max_memory_allocated (tensors only, not the caching allocator's slack).
 On CPU torch keeps no peak counter, so the table shows how far the process's peak resident set
@@ -12,17 +13,20 @@ run on CPU only the first row's number is the whole cost of that run.
 """
 
 import argparse
+import json
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
 from mGPT.archs.deto import DETO
+from mGPT.config import load_config, vq_kwargs
+from mGPT.layout import FEATURE_DIMS, PARTS
 
-COMMIT_WEIGHT = 0.02
+STAGE1_CFG = "configs/deto.yaml"  # SOKE's sizes (VQ from configs/vq/) and commitment weight
 WARMUP_STEPS = 2  # the first step initialises the codebooks and warms up kernels: not timed
 
 
@@ -37,11 +41,10 @@ class Result:
 
 
 def build_deto(width: int) -> DETO:
-    def kwargs(nfeats: int, code_num: int) -> dict:
-        return dict(nfeats=nfeats, code_num=code_num, code_dim=width, width=width, down_t=2, depth=3,
-                    dilation_growth=3, ema_decay=0.99)
-
-    return DETO(kwargs(43, 96), kwargs(45, 192), kwargs(45, 192), torch.zeros(133), torch.ones(133))
+    """DETO with the configured VQ sizes, `width` channels and code dimensions."""
+    sizes = vq_kwargs(load_config(STAGE1_CFG))
+    parts = [{**sizes[part], "code_dim": width, "width": width} for part in PARTS]
+    return DETO(*parts, torch.zeros(FEATURE_DIMS), torch.ones(FEATURE_DIMS))
 
 
 def max_rss_mib() -> float:
@@ -54,16 +57,17 @@ def run(device: str, bf16: bool, steps: int, batch: int, frames: int, width: int
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     deto = build_deto(width).to(device).train()
+    commit_weight = load_config(STAGE1_CFG).LOSS.COMMIT_WEIGHT
     optimizer = torch.optim.AdamW(deto.parameters(), lr=2e-4, betas=(0.9, 0.99))
-    motion = torch.randn(batch, frames, 133, device=device)  # (B, T, 133) normalised features
+    motion = torch.randn(batch, frames, FEATURE_DIMS, device=device)  # (B, T, 133) normalised features
     precision = "bf16 autocast" if bf16 else "fp32"
 
     def step() -> None:
         with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
             out = deto(motion)
             recon_loss = F.smooth_l1_loss(out["recon"].float(), motion)
-            commit = out["commit_body"] + out["commit_lhand"] + out["commit_rhand"]
-            loss = recon_loss + COMMIT_WEIGHT * commit
+            commit = sum(out[f"commit_{part}"] for part in PARTS)
+            loss = recon_loss + commit_weight * commit
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -109,6 +113,7 @@ def main() -> None:
         "--precision", choices=["fp32", "bf16", "both"], default=None,
         help="default: fp32 on cpu, both on cuda",
     )
+    parser.add_argument("--json", action="store_true", help="print one JSON line per result instead of a table")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
@@ -118,6 +123,10 @@ def main() -> None:
     modes = {"fp32": [False], "bf16": [True], "both": [False, True]}[precision]
 
     results = [run(args.device, bf16, args.steps, args.batch, args.frames, args.width) for bf16 in modes]
+    if args.json:
+        for result in results:
+            print(json.dumps(asdict(result)))
+        return
     print(f"DETO width {args.width}: {results[0].n_params / 1e6:.2f} M parameters; batch {args.batch} x "
           f"{args.frames} frames, {args.steps} timed steps, torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads")

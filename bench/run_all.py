@@ -8,15 +8,18 @@ the same process or the same run, on the same inputs:
   data        stage 1 training samples/s over one epoch of the synthetic sample's train split: packed
               cache vs per-frame pickles listed, sorted, unpickled and stacked per sample (bench_data.py)
   metric      DTW-MPJPE-PA of generated/reference pairs: batched wavefront vs SOKE's per-cell Python
-              loop with an SVD per frame pair (bench_metric.py, mGPT/metrics/dtw_reference.py)
+              loop with an SVD per frame pair (bench_metric.py, bench/soke_style_dtw.py)
   decoding    tokens/s over 100 steps: key/value cache vs recomputing the whole prefix every step
               (bench_generate.py); both forced to the same length, so the tokens are equal
-  end to end  test.py on the sample's test split vs test.py with BASELINE.PICKLE_LOADER, PYTHON_DTW and
-              NO_KV_CACHE switched on; the scores must be equal
+  end to end  test.py's evaluation on the sample's test split vs the same with the SOKE-style parts
+              handed in (pickle reader, Python DTW, no KV cache; bench_pipeline.py --soke-style); the
+              scores must be equal
   training    steps/s and peak memory of both stages at the demo sizes (configs/demo/*.yaml); stage 1
-              also with BASELINE.PICKLE_LOADER; GPU rows only where torch sees a GPU
+              also with the pickle reader; GPU rows only where torch sees a GPU
   video       side-by-side frames/s written to .mp4 at 512 x 512 panels: the 3D mesh avatar against our
               own stick figure (not a SOKE baseline: what the mesh costs over it; bench_render.py)
+  tokenizer   steps/s and peak memory of the tokenizer at SOKE's sizes (bench_tokenizer.py), fp32; on a
+              GPU also bf16 autocast against fp32
 
 The models for the end-to-end rows are trained here from scratch, briefly (they are timed, not judged),
 in a temporary folder, with the same commands as `make demo`. --quick uses the small sample and fewer
@@ -48,7 +51,6 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parents[1]
 TOKENIZER_CFG = "configs/demo/deto.yaml"
 GENERATOR_CFG = "configs/demo/soke.yaml"
-BASELINE_FLAGS = ["BASELINE.PICKLE_LOADER=true", "BASELINE.PYTHON_DTW=true", "BASELINE.NO_KV_CACHE=true"]
 SCORE_TOLERANCE = 1e-9  # metres: float summation order may differ in the last bits, nothing more
 
 
@@ -62,13 +64,14 @@ class Plan:
     training_steps: int
     tokenizer_epochs: int
     generator_epochs: int
+    full_tokenizer: tuple[int, int]  # (timed steps, batch) of the tokenizer at SOKE's sizes
 
 
 FULL = Plan(small_sample=False, metric_pairs=30,
             decoding=((bench_generate.TINY, 16), (bench_generate.QUICK_LARGE, 8)),
-            training_steps=40, tokenizer_epochs=2, generator_epochs=8)
+            training_steps=40, tokenizer_epochs=2, generator_epochs=8, full_tokenizer=(3, 8))
 QUICK = Plan(small_sample=True, metric_pairs=4, decoding=((bench_generate.TINY, 4),), training_steps=8,
-             tokenizer_epochs=1, generator_epochs=2)
+             tokenizer_epochs=1, generator_epochs=2, full_tokenizer=(1, 4))
 DECODING_STEPS = 100
 
 
@@ -173,9 +176,10 @@ def train_chain(plan: Plan, data: Path, work: Path, env: dict) -> tuple[list[str
 
 
 def training_rows(plan: Plan, stage1: list[str], stage2: list[str], env: dict) -> list[Row]:
-    def measure(cfg: str, overrides: list[str]) -> dict:
+    def measure(cfg: str, overrides: list[str], soke_style: bool = False) -> dict:
         steps = str(plan.training_steps)
-        output = run(["bench/bench_pipeline.py", "--cfg", cfg, "--steps", steps, *overrides], env)
+        output = run(["bench/bench_pipeline.py", "--cfg", cfg, "--steps", steps, *overrides,
+                      *(["--soke-style"] if soke_style else [])], env)
         return json.loads(output.strip().splitlines()[-1])  # bench_pipeline.py prints one JSON line
 
     rows = []
@@ -184,7 +188,7 @@ def training_rows(plan: Plan, stage1: list[str], stage2: list[str], env: dict) -
         device = [f"ACCELERATOR={accelerator}"]
         memory = "peak_gpu_mb" if accelerator == "gpu" else "peak_rss_mb"
         ours = measure(TOKENIZER_CFG, [*stage1, *device])
-        pickles = measure(TOKENIZER_CFG, [*stage1, *device, "BASELINE.PICKLE_LOADER=true"])
+        pickles = measure(TOKENIZER_CFG, [*stage1, *device], soke_style=True)
         rows.append(Row(f"training stage 1 ({accelerator.upper()}), demo sizes, batch {ours['batch_size']}, "
                         f"{ours['steps']} steps",
                         f"{ours['steps_per_s']:.2f} steps/s, peak {ours[memory]:,.0f} MB",
@@ -202,12 +206,36 @@ def training_rows(plan: Plan, stage1: list[str], stage2: list[str], env: dict) -
     return rows
 
 
+def tokenizer_rows(plan: Plan, env: dict) -> list[Row]:
+    """The tokenizer at SOKE's sizes, in a fresh process per device (its peak memory is the process's)."""
+    steps, batch = plan.full_tokenizer
+    rows = []
+    for device in ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]:
+        output = run(["bench/bench_tokenizer.py", "--device", device, "--steps", str(steps), "--batch", str(batch),
+                      "--json"], env)
+        results = {r["precision"]: r for r in map(json.loads, output.strip().splitlines())}
+        fp32 = results["fp32"]
+        measured = (f"tokenizer at SOKE's sizes ({device.upper()}), {fp32['n_params'] / 1e6:.1f} M parameters, "
+                    f"batch {batch} x 64 frames, {steps} steps")
+
+        def speed(r: dict) -> str:
+            return f"{r['steps_per_s']:.3f} steps/s, peak {r['peak_mib']:,.0f} MiB ({r['memory_method']})"
+
+        if "bf16 autocast" in results:
+            bf16 = results["bf16 autocast"]
+            rows.append(Row(measured, f"{speed(bf16)}, bf16 autocast", f"{speed(fp32)}, fp32",
+                            ratio(1 / fp32["steps_per_s"], 1 / bf16["steps_per_s"])))
+        else:
+            rows.append(Row(measured, f"{speed(fp32)}, fp32", "n/a: the same network as SOKE's", "-"))
+    return rows
+
+
 def end_to_end_rows(stage2: list[str], work: Path, env: dict) -> tuple[list[Row], str]:
-    """test.py as it is and with the SOKE-style parts; the rows and a note comparing the scores."""
-    ours_s, ours = bench_pipeline.time_test_py(GENERATOR_CFG, stage2, env)
+    """test.py's evaluation as it is and with the SOKE-style parts; the rows and a note comparing the scores."""
+    ours_s, ours = bench_pipeline.time_evaluate(GENERATOR_CFG, stage2, env=env)
     tqdm.write(f"  test.py, ours: {ours_s:.1f} s; now with the SOKE-style parts (the slow one)")
-    baseline_s, baseline = bench_pipeline.time_test_py(
-        GENERATOR_CFG, [*stage2, *BASELINE_FLAGS, f"FOLDER_RESULTS={work / 'results_baseline'}"], env)
+    baseline_s, baseline = bench_pipeline.time_evaluate(
+        GENERATOR_CFG, [*stage2, f"FOLDER_RESULTS={work / 'results_baseline'}"], soke_style=True, env=env)
     keys = sorted(ours["means_m"])
     gap = max(abs(ours["means_m"][k] - baseline["means_m"][k]) for k in keys)
     if gap > SCORE_TOLERANCE:
@@ -266,6 +294,7 @@ def main() -> None:
         rows = [data_row(data), metric_row(plan.metric_pairs), *decoding_rows(plan, work), render_row()]
         stage1, stage2 = train_chain(plan, data, work, env)
         rows += training_rows(plan, stage1, stage2, env)
+        rows += tokenizer_rows(plan, env)
         end_rows, scores_note = end_to_end_rows(stage2, work, env)
         rows += end_rows
 

@@ -7,15 +7,19 @@ and the file it came from, so a typo in a Colab cell fails at once instead of be
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mGPT.errors import CheckpointError, ConfigError
-from mGPT.layout import default_cache_dir
+from mGPT.layout import CODES_FILE, DICTIONARY_FILE, PART_DIMS, default_cache_dir
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 VQ_PARTS = ("BODY", "LHAND", "RHAND")
+# Keys that older versions had, so their experiments/<NAME>/config.yaml (which notebook 4 reads back) holds
+# them: dropped from files with a warning; on the command line they are unknown keys like any other.
+RETIRED_KEYS = ("BASELINE", *(f"VQ.{part}.NFEATS" for part in VQ_PARTS))
 
 
 def _read_yaml(path: Path) -> DictConfig:
@@ -43,6 +47,16 @@ def _resolve_base(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[Path, D
             base_path = (CONFIG_DIR / base_path) if (CONFIG_DIR / base_path).is_file() else path.parent / base
         chain = _resolve_base(base_path.resolve(), (*seen, path))
     return [*chain, (path, cfg)]
+
+
+def _drop_retired(layer: DictConfig, source: str) -> None:
+    for dotted in RETIRED_KEYS:
+        parent, _, key = dotted.rpartition(".")
+        node = OmegaConf.select(layer, parent) if parent else layer
+        if isinstance(node, DictConfig) and key in node:
+            warnings.warn(f"config key {dotted} in {source} is no longer used (an older SaSOKE wrote it); "
+                          "ignoring it", stacklevel=3)
+            del node[key]
 
 
 def _check_against(schema: DictConfig, layer: DictConfig, source: str, prefix: str = "") -> None:
@@ -94,6 +108,8 @@ def load_config(cfg_path: str | Path, overrides: list[str] | None = None) -> Dic
         raise ConfigError(f"cannot parse overrides {overrides}: {err}") from err
     layers.append(("the command line", dotlist))
     for source, layer in layers:
+        if isinstance(source, Path):
+            _drop_retired(layer, str(source))
         _check_against(schema, layer, str(source))
         cfg = OmegaConf.merge(cfg, layer)
     cfg.BASE = None
@@ -126,8 +142,10 @@ def _check_generation_schedule(cfg: DictConfig, cfg_path: str | Path) -> None:
 
 
 def vq_kwargs(cfg: DictConfig) -> dict[str, dict[str, int | float]]:
-    """VQ.BODY/LHAND/RHAND as the keyword arguments of one VQVAE each (body, lhand, rhand)."""
-    return {part.lower(): {k.lower(): v for k, v in cfg.VQ[part].items()} for part in VQ_PARTS}
+    """VQ.BODY/LHAND/RHAND as the keyword arguments of one VQVAE each (body, lhand, rhand); the number of
+    input features is the part's size in the 133-dim feature, which no config can change."""
+    return {part.lower(): {"nfeats": PART_DIMS[part.lower()], **{k.lower(): v for k, v in cfg.VQ[part].items()}}
+            for part in VQ_PARTS}
 
 
 def exp_dir(cfg: DictConfig) -> Path:
@@ -148,13 +166,13 @@ def cache_dir(cfg: DictConfig) -> Path:
 
 
 def codes_path(cfg: DictConfig) -> Path:
-    return Path(cfg.DATASET.CODES_PATH) if cfg.DATASET.CODES_PATH else cache_dir(cfg) / "codes.npz"
+    return Path(cfg.DATASET.CODES_PATH) if cfg.DATASET.CODES_PATH else cache_dir(cfg) / CODES_FILE
 
 
 def dictionary_path(cfg: DictConfig) -> Path:
     if cfg.DATASET.DICTIONARY_PATH:
         return Path(cfg.DATASET.DICTIONARY_PATH)
-    return cache_dir(cfg) / "sign_dictionary.json"
+    return cache_dir(cfg) / DICTIONARY_FILE
 
 
 def checkpoint_path(cfg: DictConfig) -> Path:

@@ -47,6 +47,8 @@ HAND_DIMS = 45
 PART_DIMS = {"body": BODY_DIMS, "lhand": HAND_DIMS, "rhand": HAND_DIMS}
 
 CACHE_FOLDER = "_cache"
+CODES_FILE = "codes.npz"  # scripts/get_motion_code.py writes it into the cache folder
+DICTIONARY_FILE = "sign_dictionary.json"  # scripts/build_dictionary.py writes it into the cache folder
 
 
 def default_cache_dir(data_root: str | Path) -> Path:

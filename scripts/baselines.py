@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from mGPT.config import cache_dir, evaluation_dir, parse_args
 from mGPT.data.arabic import tokenize_words
-from mGPT.data.features import clip_features, features_to_smplx
+from mGPT.data.features import features_to_smplx, reference_params
 from mGPT.data.prepare import PackedSplit, load_cache, load_stats
 from mGPT.errors import run_cli
 from mGPT.files import writable_dir
@@ -30,8 +30,7 @@ from mGPT.metrics.sign_metrics import ReconstructionMetrics, SignDTWMetrics
 def reference_clips(cfg: DictConfig, split: PackedSplit) -> list[np.ndarray]:
     """Each clip as test.py sees it: length rules applied, (T, 179)."""
     data = cfg.DATASET
-    return [features_to_smplx(clip_features(split.clip(i), data.MIN_FRAMES, data.MAX_FRAMES))
-            for i in range(len(split))]
+    return [reference_params(split.clip(i), data.MIN_FRAMES, data.MAX_FRAMES) for i in range(len(split))]
 
 
 def nearest_neighbour(text: str, train_words: list[set[str]]) -> int:

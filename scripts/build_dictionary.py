@@ -20,9 +20,7 @@ from mGPT.archs.deto import load_tokenizer
 from mGPT.data.dictionary import build_dictionary
 from mGPT.data.prepare import load_cache
 from mGPT.errors import DataError, run_cli
-from mGPT.layout import default_cache_dir
-
-DICTIONARY_FILE = "sign_dictionary.json"
+from mGPT.layout import DICTIONARY_FILE, default_cache_dir
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from mGPT.config import evaluation_dir, load_config
+
 DATA = "data/sample"
 TOKENIZER_CFG = "configs/demo/deto.yaml"
 GENERATOR_CFG = "configs/demo/soke.yaml"
@@ -50,7 +52,7 @@ def main() -> int:
                           [py, "scripts/baselines.py", "--cfg", GENERATOR_CFG]),
     }
     print("\n=== timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
-    print(f"total {sum(timings.values()):.0f} s. Videos: results/mgpt/demo_soke/test_rank_0/videos/")
+    print(f"total {sum(timings.values()):.0f} s. Videos: {evaluation_dir(load_config(GENERATOR_CFG)) / 'videos'}/")
     return 0
 
 

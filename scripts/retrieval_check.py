@@ -91,7 +91,7 @@ def main() -> None:
         per_sample["swapped"] = score(module, data, trainer, swapped_codes(dictionary, cfg.SEED))
     per_sample["none"] = score(module, data, trainer, None)
 
-    texts = data.dataset(cfg.TEST.SPLIT).packed.texts
+    texts = data.dataset(cfg.TEST.SPLIT).texts
     words = set(tokenize_words(args.words))
     holds_word = np.array([bool(words & set(tokenize_words(str(t)))) for t in texts])
     if words and not holds_word.any():

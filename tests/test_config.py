@@ -15,14 +15,31 @@ def test_stage_file_and_overrides_merge_over_defaults(tmp_path):
                       ["TRAIN.LR=1e-4", "PRECISION=bf16-mixed"])
     assert (cfg.NAME, cfg.TRAIN.BATCH_SIZE, cfg.TRAIN.LR, cfg.PRECISION) == ("x", 4, 1e-4, "bf16-mixed")
     assert cfg.TRAIN.MAX_EPOCHS == 500  # untouched default
-    assert cfg.VQ.BODY.NFEATS == 43 and cfg.VQ.LHAND.CODE_NUM == 192 and cfg.VQ.RHAND.CODE_NUM == 192
+    assert cfg.VQ.BODY.CODE_NUM == 96 and cfg.VQ.LHAND.CODE_NUM == 192 and cfg.VQ.RHAND.CODE_NUM == 192
 
 
 def test_vq_kwargs_are_lowercase_per_part():
     kwargs = vq_kwargs(load_config(CONFIG_DIR / "deto.yaml"))
     assert kwargs["body"] == {"nfeats": 43, "code_num": 96, "code_dim": 512, "width": 512, "down_t": 2,
                               "depth": 3, "dilation_growth": 3, "ema_decay": 0.99}
-    assert kwargs["lhand"]["nfeats"] == 45
+    assert kwargs["lhand"]["nfeats"] == 45 and kwargs["rhand"]["nfeats"] == 45
+
+
+def test_part_sizes_are_not_config_keys():
+    # they are the layout of the 133-dim feature (mGPT.layout.PART_DIMS): a key could only break them
+    assert "NFEATS" not in load_config(CONFIG_DIR / "deto.yaml").VQ.BODY
+    with pytest.raises(ConfigError, match="unknown config key VQ.BODY.NFEATS"):
+        load_config(CONFIG_DIR / "deto.yaml", ["VQ.BODY.NFEATS=50"])
+
+
+def test_a_config_saved_by_an_older_version_loads_without_its_retired_keys(tmp_path):
+    saved = write(tmp_path, "config.yaml", "NAME: old\nVQ:\n  BODY:\n    NFEATS: 43\n    CODE_NUM: 64\n"
+                                          "BASELINE:\n  PICKLE_LOADER: false\n")
+    with pytest.warns(UserWarning) as warned:
+        cfg = load_config(saved)
+    assert sorted(str(w.message).split()[2] for w in warned) == ["BASELINE", "VQ.BODY.NFEATS"]
+    assert cfg.NAME == "old" and cfg.VQ.BODY.CODE_NUM == 64
+    assert "BASELINE" not in cfg and "NFEATS" not in cfg.VQ.BODY
 
 
 def test_base_chain_applies_base_first(tmp_path):

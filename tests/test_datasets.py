@@ -3,8 +3,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from mGPT.data.datasets import MotionDataset, collate_motion
-from mGPT.data.features import smplx_to_features
+from mGPT.data.codes import SplitCodes
+from mGPT.data.datasets import CodeTextDataset, MotionDataset, collate_motion, collate_text_codes
+from mGPT.data.features import features_to_smplx, smplx_to_features
 from mGPT.data.prepare import PackedSplit, build_cache, load_cache, load_stats
 from mGPT.data.synthetic import generate_dataset
 from mGPT.errors import DataError
@@ -117,3 +118,60 @@ def test_over_a_real_cache(tmp_path):
     np.testing.assert_allclose(item["motion"].numpy(), expected, rtol=1e-5, atol=1e-5)
     everything = torch.cat([dataset[i]["motion"] for i in range(len(dataset))])
     assert everything.mean(dim=0).abs()[:120].max() < 0.2  # train statistics centre the train data
+
+
+def split_codes(lengths: list[int]) -> SplitCodes:
+    """Codes whose body column counts 0, 1, 2, ... through all clips."""
+    total = sum(lengths)
+    codes = np.stack([np.arange(total), np.zeros(total), np.ones(total)], axis=1).astype(np.int16)
+    names = [f"clip{i}" for i in range(len(lengths))]
+    return SplitCodes(codes, np.cumsum([0] + lengths[:-1]), np.array(lengths), names)
+
+
+class RecordingDictionary:
+    """Stands in for SignDictionary: records what it is asked and answers with one keyword per text."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, int]] = []
+
+    def keywords_for(self, text: str, max_keywords: int, max_triplets: int) -> list:
+        self.calls.append((text, max_keywords, max_triplets))
+        return [(text.split()[-1], np.zeros((1, 3), np.int64))]
+
+
+def test_text_codes_items_carry_codes_keywords_and_the_reference_motion():
+    packed, dictionary = packed_split(), RecordingDictionary()
+    codes = split_codes([10, 12, 100, 11])
+    dataset = CodeTextDataset(packed.names, packed.texts, codes, clips=packed, dictionary=dictionary,
+                              max_keywords=2, max_triplets=7, min_frames=40, max_frames=400)
+    assert len(dataset) == 4
+    item = dataset[1]
+    assert (item["index"], item["name"], item["text"]) == (1, "clip1", "نص 1")
+    assert item["codes"].dtype == torch.int64 and item["codes"][:, 0].tolist() == list(range(10, 22))
+    assert item["keywords"][0][0] == "1" and dictionary.calls == [("نص 1", 2, 7)]
+    # the reference is the clip as the tokenizer sees it (length rules, 133-dim feature) back in SMPL-X
+    frames = packed.clip(1)[1:49]  # 50 frames -> the centre 48
+    expected = features_to_smplx(smplx_to_features(frames))
+    assert item["reference"].shape == (48, 179) and item["reference"].dtype == torch.float32
+    np.testing.assert_array_equal(item["reference"].numpy(), expected)
+    assert item["reference"][:, 3 + 3 * 11].tolist() == list(range(1, 49))  # neck = body joint 12
+    assert dataset[0]["reference"].shape == (40, 179) and dataset[2]["reference"].shape == (400, 179)
+
+
+def test_text_codes_without_clips_or_dictionary_and_their_batches():
+    packed = packed_split()
+    codes = split_codes([10, 12, 100, 11])
+    bare = CodeTextDataset(packed.names, packed.texts, codes)
+    assert "reference" not in bare[0] and bare[0]["keywords"] is None
+    assert "references" not in collate_text_codes([bare[0], bare[1]])
+    scored = CodeTextDataset(packed.names, packed.texts, codes, clips=packed, min_frames=20, max_frames=100)
+    batch = collate_text_codes([scored[3], scored[0]])
+    assert batch["index"].tolist() == [3, 0] and batch["names"] == ["clip3", "clip0"]
+    assert [len(c) for c in batch["codes"]] == [11, 10]
+    assert [r.shape for r in batch["references"]] == [(44, 179), (20, 179)]  # 10 frames -> min_frames 20
+    with pytest.raises(ValueError, match="one entry per clip"):
+        CodeTextDataset(packed.names, packed.texts[:3], codes)
+    with pytest.raises(ValueError, match="clips"):
+        CodeTextDataset(packed.names, packed.texts, codes, clips=PackedSplit(
+            packed.frames, packed.offsets[:2], packed.lengths[:2], packed.names[:2], packed.texts[:2],
+            packed.source_fps[:2], 24.0))

@@ -8,10 +8,10 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from soke_style_dtw import loop_dtw
 
 from mGPT.metrics import dtw as dtw_module
 from mGPT.metrics.dtw import dtw, dtw_batch, dtw_mpjpe, dtw_mpjpe_batch, frame_costs
-from mGPT.metrics.dtw_reference import loop_dtw
 
 
 def all_paths(rows: int, cols: int):

@@ -190,6 +190,35 @@ def test_stage2_test_writes_scores_predictions_and_videos(generator_test, chain)
 
 
 @pytest.mark.slow
+def test_evaluate_with_the_soke_style_parts_gives_the_same_codes_and_scores(workdir, chain, generator_test,
+                                                                          tmp_path) -> None:
+    """test.py's evaluate, in process, with the pickle reader, the Python DTW and uncached decoding that
+    bench/bench_pipeline.py hands it: what `python test.py` wrote, exactly."""
+    import importlib.util
+
+    from soke_style_data import pickle_clips
+    from soke_style_dtw import loop_dtw_mpjpe_batch
+
+    spec = importlib.util.spec_from_file_location("sasoke_test_py", REPO / "test.py")
+    test_py = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(test_py)
+    checkpoint = workdir / "experiments" / "mgpt" / GENERATOR / "checkpoints" / "best.ckpt"
+    cfg = load_config(DEMO_SOKE, [*overrides(chain), f"TEST.CHECKPOINT={checkpoint}", f"FOLDER_RESULTS={tmp_path}",
+                                  "TEST.SAVE_PREDICTIONS=true"])
+    summary = test_py.evaluate(cfg, clip_source=pickle_clips(chain["data"]), dtw=loop_dtw_mpjpe_batch,
+                               use_kv_cache=False)
+    out = tmp_path / GENERATOR / "test_rank_0"
+    ours = json.loads((generator_test / "test_scores.json").read_text(encoding="utf-8"))
+    soke_style = json.loads((out / "test_scores.json").read_text(encoding="utf-8"))
+    assert sorted(soke_style) == sorted(ours) and summary["samples"] == len(ours)
+    for name, scores in ours.items():
+        for key, value in scores.items():
+            assert soke_style[name][key] == pytest.approx(value, rel=1e-12, abs=1e-12), (name, key)
+        with open(generator_test / f"{name}.pkl", "rb") as f, open(out / f"{name}.pkl", "rb") as g:
+            assert np.array_equal(pickle.load(f)["codes"], pickle.load(g)["codes"]), name
+
+
+@pytest.mark.slow
 def test_retrieval_check_scores_the_test_split_with_dictionary_swapped_and_no_keywords(
         run_command, workdir, chain, generator_test) -> None:
     test = load_cache(chain["data"] / "_cache", "test")
@@ -231,6 +260,17 @@ def test_text_to_sign_cli_writes_parameters_and_a_video(run_command, workdir, ch
     assert frames % 4 == 0 and 4 <= frames <= 32
     video = iio.imread(workdir / "free_text" / "x.mp4", index=None)
     assert len(video) == frames and video.shape[-1] == 3
+    # the CLI's one path, from Python (what a web app calls): the same codes and parameters
+    from mGPT.generate import checked_text, load_generator, text_to_sign
+
+    checkpoint = workdir / "experiments" / "mgpt" / GENERATOR / "checkpoints" / "best.ckpt"
+    module, dictionary = load_generator(load_config(DEMO_SOKE, [*overrides(chain), f"TEST.CHECKPOINT={checkpoint}"]))
+    assert dictionary is not None and not module.training
+    codes, params = text_to_sign(module, checked_text(" أنا أذهب "), dictionary)
+    assert codes.shape == (frames // 4, 3) and codes.dtype == np.int64
+    np.testing.assert_array_equal(params, stacked(record))
+    expected = features_to_smplx(module.tokenizer.decode(torch.from_numpy(codes)[None])[0]).numpy()
+    np.testing.assert_allclose(params, expected, atol=1e-6)
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ from torch import nn
 from mGPT.archs.vqvae import VQVAE
 from mGPT.data.features import denormalize, merge_parts, normalize, split_parts, stats_179_to_133
 from mGPT.errors import CheckpointError, ConfigError
-from mGPT.layout import PART_DIMS, PARTS
+from mGPT.layout import FEATURE_DIMS, FRAME_DIMS, PART_DIMS, PARTS
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +44,17 @@ class DETO(nn.Module):
             if kwargs.get("nfeats") != PART_DIMS[part]:
                 raise ConfigError(
                     f"VQ.{part}: nfeats is {kwargs.get('nfeats')!r}, but the {part} tokenizer reads "
-                    f"{PART_DIMS[part]} features; set NFEATS: {PART_DIMS[part]} in configs/vq/{part}.yaml"
+                    f"{PART_DIMS[part]} features; give nfeats=mGPT.layout.PART_DIMS[{part!r}] "
+                    "(mGPT.config.vq_kwargs does)"
                 )
         self.vae = VQVAE(**body)
         self.hand_vae = VQVAE(**lhand)
         self.rhand_vae = VQVAE(**rhand)
         mean = torch.as_tensor(np.asarray(mean133, dtype=np.float32)).reshape(-1)
         std = torch.as_tensor(np.asarray(std133, dtype=np.float32)).reshape(-1)
-        if mean.numel() != 133 or std.numel() != 133:
-            raise ValueError(f"mean and std must have 133 numbers each, got {mean.numel()} and {std.numel()}")
+        if mean.numel() != FEATURE_DIMS or std.numel() != FEATURE_DIMS:
+            raise ValueError(f"mean and std must have {FEATURE_DIMS} numbers each, got {mean.numel()} and "
+                             f"{std.numel()}")
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
         self.load_report: LoadReport | None = None
@@ -137,8 +139,8 @@ class DETO(nn.Module):
 
 
 def _check_features(x: torch.Tensor) -> None:
-    if x.dim() != 3 or x.shape[-1] != 133:
-        raise ValueError(f"expected sign features of shape (B, T, 133), got {tuple(x.shape)}")
+    if x.dim() != 3 or x.shape[-1] != FEATURE_DIMS:
+        raise ValueError(f"expected sign features of shape (B, T, {FEATURE_DIMS}), got {tuple(x.shape)}")
 
 
 @dataclass
@@ -241,16 +243,17 @@ def _load_stats(mean_path: str | Path, std_path: str | Path) -> tuple[np.ndarray
             value = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:
             raise CheckpointError(f"{path} is not a torch.save'd tensor of statistics ({err})") from err
-        if not isinstance(value, torch.Tensor) or value.numel() not in (133, 179):
+        if not isinstance(value, torch.Tensor) or value.numel() not in (FEATURE_DIMS, FRAME_DIMS):
             got = f"{value.numel()} numbers" if isinstance(value, torch.Tensor) else type(value).__name__
-            raise CheckpointError(f"{path} must hold a tensor of 179 (SOKE's) or 133 numbers, got {got}")
+            raise CheckpointError(f"{path} must hold a tensor of {FRAME_DIMS} (SOKE's) or {FEATURE_DIMS} numbers, "
+                                  f"got {got}")
         stats.append(value.detach().float().reshape(-1).numpy())
     mean, std = stats
     if mean.size != std.size:
         raise CheckpointError(
             f"{mean_path} has {mean.size} numbers but {std_path} has {std.size}; give a matching mean/std pair"
         )
-    if mean.size == 179:
+    if mean.size == FRAME_DIMS:
         mean, std = stats_179_to_133(mean, std)
     return np.asarray(mean, dtype=np.float32), np.asarray(std, dtype=np.float32)
 

@@ -25,13 +25,12 @@ from transformers.models.mbart.modeling_mbart import MBartScaledWordEmbedding
 from transformers.models.mbart.tokenization_mbart import FAIRSEQ_LANGUAGE_CODES
 
 from mGPT.data.arabic import normalize_arabic
-from mGPT.data.isharah import read_split_csv
+from mGPT.data.isharah import read_split_csv, split_csv_path
 from mGPT.errors import CheckpointError, ConfigError, DataError
 
 VOCAB_MAP_FILE = "vocab_map.npy"
 REPORT_FILE = "pruning.json"
 SOURCE_LANGUAGE = "ar_AR"
-SPLIT_CSV = "{split}/re_aligned/isharah_realigned_{split}_preprocessed_fps.csv"
 _SENTENCEPIECE_FILE = "sentencepiece.bpe.model"
 _TOKEN_ID_FIELDS = (
     "pad_token_id",
@@ -48,11 +47,11 @@ def collect_sentences(data_root: str | Path) -> list[str]:
     """Every distinct SENTENCE of every split CSV found under `data_root`, in split then row order."""
     data_root = Path(data_root)
     split_names = sorted(p.name for p in data_root.glob("*") if p.is_dir())
-    csv_paths = [data_root / SPLIT_CSV.format(split=name) for name in split_names]
+    csv_paths = [split_csv_path(data_root, name) for name in split_names]
     csv_paths = [path for path in csv_paths if path.is_file()]
     if not csv_paths:
         raise DataError(
-            f"no split CSV under {data_root}: expected e.g. {data_root / SPLIT_CSV.format(split='train')}; "
+            f"no split CSV under {data_root}: expected e.g. {split_csv_path(data_root, 'train')}; "
             "check --data-root"
         )
     sentences: dict[str, None] = {}  # an ordered set

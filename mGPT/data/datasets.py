@@ -1,15 +1,49 @@
-"""Torch datasets over a packed split (mGPT.data.prepare); they never touch the per-frame pickles."""
+"""Torch datasets over a packed split (mGPT.data.prepare): stage 1 motion, stage 2 text + codes + reference.
+
+They read clips through anything with `clip(i)` -> (T_i, 179), normally the packed split itself, and take
+their numbers as arguments; mGPT.models.datamodule turns the run's config into those arguments."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mGPT.data.features import apply_length_rules, normalize, resample_length, smplx_to_features
+from mGPT.data.codes import SplitCodes
+from mGPT.data.dictionary import SignDictionary
+from mGPT.data.features import (
+    apply_length_rules,
+    normalize,
+    reference_params,
+    resample_length,
+    smplx_to_features,
+)
 from mGPT.data.prepare import PackedSplit
 from mGPT.errors import DataError
 from mGPT.layout import FEATURE_DIMS
+
+
+class ClipSource(Protocol):
+    """The clips of one split in cache order: a PackedSplit, or anything that reads the same clips."""
+
+    names: list[str]
+    texts: list[str]
+
+    def __len__(self) -> int: ...
+
+    def clip(self, i: int) -> np.ndarray: ...  # (T_i, 179) float32
+
+
+# (packed split, split name) -> the clips to read: how a data module may be told to read other than the cache
+ClipSourceFactory = Callable[[PackedSplit, str], ClipSource]
+
+
+def from_cache(packed: PackedSplit, split: str) -> ClipSource:
+    """The default ClipSourceFactory: the packed split itself."""
+    return packed
 
 
 def _feature_stat(values: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
@@ -28,7 +62,7 @@ class MotionDataset(Dataset):
     Random crops draw from torch's generator, which DataLoader seeds differently in every worker.
     """
 
-    def __init__(self, split: PackedSplit, mean133: np.ndarray | torch.Tensor, std133: np.ndarray | torch.Tensor,
+    def __init__(self, split: ClipSource, mean133: np.ndarray | torch.Tensor, std133: np.ndarray | torch.Tensor,
                  window: int | None = None, min_frames: int = 40, max_frames: int = 400,
                  random_crop: bool = False) -> None:
         if window is not None and window <= 0:
@@ -85,3 +119,58 @@ def collate_motion(items: list[dict]) -> dict:
         "names": [item["name"] for item in items],
         "texts": [item["text"] for item in items],
     }
+
+
+class CodeTextDataset(Dataset):
+    """Stage 2 items: text, its motion codes (N, 3), retrieval keywords and, with `clips`, the reference
+    motion the generated one is scored against: the clip after the length rules, through the 133-dim
+    feature and back to SMPL-X (T, 179), as the tokenizer would see and return it.
+
+    Training needs no references, so the train split may leave `clips` out.
+    """
+
+    def __init__(self, names: Sequence[str], texts: Sequence[str], codes: SplitCodes,
+                 clips: ClipSource | None = None, dictionary: SignDictionary | None = None,
+                 max_keywords: int = 3, max_triplets: int = 10, min_frames: int = 40,
+                 max_frames: int = 400) -> None:
+        sizes = {"names": len(names), "texts": len(texts), "codes": len(codes)}
+        if clips is not None:
+            sizes["clips"] = len(clips)
+        if len(set(sizes.values())) != 1:
+            raise ValueError(f"names, texts, codes and clips must have one entry per clip, got {sizes}")
+        self.names, self.texts, self.codes, self.clips = list(names), list(texts), codes, clips
+        self.dictionary = dictionary
+        self.max_keywords, self.max_triplets = max_keywords, max_triplets
+        self.min_frames, self.max_frames = min_frames, max_frames
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def reference(self, i: int) -> np.ndarray:  # (T, 179)
+        return reference_params(self.clips.clip(i), self.min_frames, self.max_frames)
+
+    def __getitem__(self, i: int) -> dict:
+        text = self.texts[i]
+        keywords = None
+        if self.dictionary is not None:
+            keywords = self.dictionary.keywords_for(text, self.max_keywords, self.max_triplets)
+        item = {"index": i, "name": self.names[i], "text": text, "keywords": keywords,
+                "codes": torch.from_numpy(self.codes.clip(i))}  # (N, 3)
+        if self.clips is not None:
+            item["reference"] = torch.from_numpy(self.reference(i))  # (T, 179)
+        return item
+
+
+def collate_text_codes(items: list[dict]) -> dict:
+    """Stage 2 items as a batch of lists (lengths differ): codes (N_i, 3) and, when the items have them,
+    references (T_i, 179)."""
+    batch = {
+        "index": torch.tensor([it["index"] for it in items]),
+        "names": [it["name"] for it in items],
+        "texts": [it["text"] for it in items],
+        "keywords": [it["keywords"] for it in items],
+        "codes": [it["codes"] for it in items],
+    }
+    if all("reference" in it for it in items):
+        batch["references"] = [it["reference"] for it in items]
+    return batch

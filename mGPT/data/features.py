@@ -194,3 +194,9 @@ def apply_length_rules(frames: Array, min_frames: int = 40, max_frames: int = 40
 def clip_features(frames179: Array, min_frames: int = 40, max_frames: int = 400) -> Array:
     """A stored clip (T, 179) as the models see it: length rules applied, then the 133-dim feature."""
     return smplx_to_features(apply_length_rules(frames179, min_frames, max_frames))
+
+
+def reference_params(frames179: Array, min_frames: int = 40, max_frames: int = 400) -> Array:
+    """What generated motion is scored against: a stored clip (T, 179) as the models see it, back in
+    SMPL-X (T', 179) with the dropped numbers set as features_to_smplx sets them."""
+    return features_to_smplx(clip_features(frames179, min_frames, max_frames))

@@ -12,6 +12,8 @@ samples are identified by integer ids, which also drop the duplicates a Distribu
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -19,11 +21,12 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from mGPT.kinematics import PartJoints
-from mGPT.metrics.dtw import dtw_batch, frame_costs
-from mGPT.metrics.dtw_reference import loop_dtw_mpjpe
+from mGPT.metrics.dtw import dtw_mpjpe_batch
 from mGPT.metrics.procrustes import procrustes_align
 
 DTW_ALIGNMENTS = {"DTW_MPJPE": "root", "DTW_MPJPE_PA": "procrustes"}
+# (preds, refs, align, root, joints) -> (B,) accumulated DTW-MPJPE in metres, (B,) path lengths
+PairDTW = Callable[[Sequence[Tensor], Sequence[Tensor], str, int, Sequence[int]], tuple[np.ndarray, np.ndarray]]
 
 
 class SignDTWMetrics(Metric):
@@ -37,10 +40,10 @@ class SignDTWMetrics(Metric):
     full_state_update = False
     higher_is_better = False
 
-    def __init__(self, parts: dict[str, PartJoints], reference_dtw: bool = False, **kwargs):
+    def __init__(self, parts: dict[str, PartJoints], dtw: PairDTW = dtw_mpjpe_batch, **kwargs):
         super().__init__(**kwargs)
         self.parts = parts
-        self.reference_dtw = reference_dtw  # SOKE's per-cell Python loop (BASELINE.PYTHON_DTW), same scores
+        self.dtw = dtw  # the batched wavefront; benchmarks hand in SOKE's per-cell loop (same scores)
         self.score_names = [f"{prefix}_{part}" for prefix in DTW_ALIGNMENTS for part in parts]
         self.add_state("sample_ids", default=[], dist_reduce_fx="cat")
         for name in self.score_names:
@@ -55,14 +58,12 @@ class SignDTWMetrics(Metric):
         self.sample_ids.append(sample_ids.to(self.device, torch.long))
         for prefix, align in DTW_ALIGNMENTS.items():
             for part, part_joints in self.parts.items():
-                if self.reference_dtw:
-                    totals, lengths = _reference_dtw(pred_joints, ref_joints, align, part_joints)
-                else:
-                    costs = [frame_costs(pred, ref, align, part_joints.root, part_joints.joints)
-                             for pred, ref in zip(pred_joints, ref_joints, strict=True)]
-                    totals, lengths = dtw_batch(costs)  # (B,), (B,)
-                getattr(self, f"{prefix}_{part}").append(totals.to(self.device))
-                getattr(self, f"{prefix}_{part}_path_length").append(lengths.to(self.device))
+                totals, lengths = self.dtw(pred_joints, ref_joints, align, part_joints.root,
+                                           part_joints.joints)  # (B,), (B,)
+                getattr(self, f"{prefix}_{part}").append(torch.as_tensor(totals, dtype=torch.float64,
+                                                                         device=self.device))
+                getattr(self, f"{prefix}_{part}_path_length").append(torch.as_tensor(lengths, dtype=torch.long,
+                                                                                     device=self.device))
 
     def compute(self) -> dict[str, Tensor | np.ndarray]:
         if len(self.sample_ids) == 0:
@@ -80,16 +81,6 @@ class SignDTWMetrics(Metric):
             scores[f"{name}_mm"] = per_step_mm.mean()
             scores[f"{name}_mm_per_sample"] = per_step_mm.cpu().numpy()
         return scores
-
-
-def _reference_dtw(pred_joints: list[Tensor], ref_joints: list[Tensor], align: str,
-                   part_joints: PartJoints) -> tuple[Tensor, Tensor]:
-    """(B,) totals and (B,) path lengths from the pure-Python reference, one pair at a time."""
-    results = [loop_dtw_mpjpe(pred.double().cpu().numpy(), ref.double().cpu().numpy(), align,
-                              part_joints.root, part_joints.joints)
-               for pred, ref in zip(pred_joints, ref_joints, strict=True)]
-    return (torch.tensor([total for total, _ in results], dtype=torch.float64),
-            torch.tensor([length for _, length in results], dtype=torch.long))
 
 
 class ReconstructionMetrics(Metric):

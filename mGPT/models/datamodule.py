@@ -1,61 +1,27 @@
-"""Lightning data for both stages, read from the packed cache (stage 1) and the code file (stage 2)."""
+"""Lightning data for both stages, read from the packed cache (stage 1) and the code file (stage 2).
+
+Here the run's config becomes the numbers the datasets of mGPT.data.datasets take as arguments."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytorch_lightning as pl
-import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
 from mGPT.config import cache_dir, codes_path, dictionary_path
 from mGPT.data.codes import load_codes
-from mGPT.data.datasets import MotionDataset, collate_motion
+from mGPT.data.datasets import (
+    ClipSourceFactory,
+    CodeTextDataset,
+    MotionDataset,
+    collate_motion,
+    collate_text_codes,
+    from_cache,
+)
 from mGPT.data.dictionary import SignDictionary
-from mGPT.data.features import clip_features
-from mGPT.data.pickle_reference import clip_source
-from mGPT.data.prepare import PackedSplit, load_cache
+from mGPT.data.prepare import load_cache
 from mGPT.errors import DataError
-
-
-class CodeTextDataset(Dataset):
-    """Stage 2 items: text, its motion codes (N, 3), retrieval keywords, and the raw reference motion."""
-
-    def __init__(self, cfg: DictConfig, split: str, fingerprint: str, dictionary: SignDictionary | None):
-        self.packed: PackedSplit = load_cache(cache_dir(cfg), split)
-        self.codes = load_codes(codes_path(cfg), split, fingerprint)
-        if self.codes.names != list(self.packed.names):
-            raise DataError(
-                f"{codes_path(cfg)} does not match the '{split}' cache (clips differ). "
-                "Re-run scripts/get_motion_code.py after prepare."
-            )
-        self.dictionary = dictionary
-        self.cfg = cfg
-        self.reference_clips = clip_source(cfg, self.packed, split)
-
-    def __len__(self) -> int:
-        return len(self.packed)
-
-    def reference_features(self, i: int) -> np.ndarray:  # (T, 133) raw
-        return clip_features(self.reference_clips.clip(i), self.cfg.DATASET.MIN_FRAMES, self.cfg.DATASET.MAX_FRAMES)
-
-    def __getitem__(self, i: int) -> dict:
-        text = self.packed.texts[i]
-        keywords = None
-        if self.dictionary is not None:
-            keywords = self.dictionary.keywords_for(text, self.cfg.LM.MAX_KEYWORDS, self.cfg.LM.MAX_TRIPLETS)
-        return {"index": i, "name": self.packed.names[i], "text": text, "keywords": keywords,
-                "codes": torch.from_numpy(self.codes.clip(i))}
-
-
-def collate_text_codes(items: list[dict]) -> dict:
-    return {
-        "index": torch.tensor([it["index"] for it in items]),
-        "names": [it["name"] for it in items],
-        "texts": [it["text"] for it in items],
-        "keywords": [it["keywords"] for it in items],
-        "codes": [it["codes"] for it in items],
-    }
 
 
 def load_dictionary(cfg: DictConfig, fingerprint: str) -> SignDictionary | None:
@@ -75,28 +41,48 @@ def load_dictionary(cfg: DictConfig, fingerprint: str) -> SignDictionary | None:
 
 
 class SignDataModule(pl.LightningDataModule):
-    """Stage 1 (vae): normalised motion windows. Stage 2 (lm): text + codes."""
+    """Stage 1 (vae): normalised motion windows. Stage 2 (lm): text + codes, and the reference motion on
+    the splits that are scored.
+
+    `clip_source` says where the clips come from: the packed cache (the default) or, for benchmarks,
+    anything that reads the same clips another way (bench/soke_style_data.py).
+    """
 
     def __init__(self, cfg: DictConfig, mean133: np.ndarray | None = None, std133: np.ndarray | None = None,
-                 fingerprint: str | None = None):
+                 fingerprint: str | None = None, clip_source: ClipSourceFactory = from_cache):
         super().__init__()
         self.cfg, self.mean133, self.std133, self.fingerprint = cfg, mean133, std133, fingerprint
+        self.clip_source = clip_source
         self.datasets: dict[str, Dataset] = {}
 
     def dataset(self, split: str) -> Dataset:
         if split not in self.datasets:
-            data = self.cfg.DATASET
-            if self.cfg.STAGE == "vae":
-                clips = clip_source(self.cfg, load_cache(cache_dir(self.cfg), split), split)
-                self.datasets[split] = MotionDataset(
-                    clips, self.mean133, self.std133,
-                    window=data.WINDOW if split == "train" else None,
-                    min_frames=data.MIN_FRAMES, max_frames=data.MAX_FRAMES, random_crop=split == "train",
-                )
-            else:
-                dictionary = load_dictionary(self.cfg, self.fingerprint)
-                self.datasets[split] = CodeTextDataset(self.cfg, split, self.fingerprint, dictionary)
+            self.datasets[split] = self._motion(split) if self.cfg.STAGE == "vae" else self._text_codes(split)
         return self.datasets[split]
+
+    def _motion(self, split: str) -> MotionDataset:
+        data = self.cfg.DATASET
+        clips = self.clip_source(load_cache(cache_dir(self.cfg), split), split)
+        return MotionDataset(clips, self.mean133, self.std133, window=data.WINDOW if split == "train" else None,
+                             min_frames=data.MIN_FRAMES, max_frames=data.MAX_FRAMES, random_crop=split == "train")
+
+    def _text_codes(self, split: str) -> CodeTextDataset:
+        dictionary = load_dictionary(self.cfg, self.fingerprint)
+        packed = load_cache(cache_dir(self.cfg), split)
+        codes = load_codes(codes_path(self.cfg), split, self.fingerprint)
+        if codes.names != list(packed.names):
+            raise DataError(
+                f"{codes_path(self.cfg)} does not match the '{split}' cache (clips differ). "
+                "Re-run scripts/get_motion_code.py after prepare."
+            )
+        # only scored splits need the reference motion; training batches would carry it for nothing
+        scored = split != "train" or split == self.cfg.TEST.SPLIT
+        lm, data = self.cfg.LM, self.cfg.DATASET
+        return CodeTextDataset(packed.names, packed.texts, codes,
+                               clips=self.clip_source(packed, split) if scored else None,
+                               dictionary=dictionary,
+                               max_keywords=lm.MAX_KEYWORDS, max_triplets=lm.MAX_TRIPLETS,
+                               min_frames=data.MIN_FRAMES, max_frames=data.MAX_FRAMES)
 
     def _loader(self, split: str, train: bool, batch_size: int) -> DataLoader:
         workers = self.cfg.TRAIN.NUM_WORKERS

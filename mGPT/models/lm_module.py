@@ -17,7 +17,8 @@ from mGPT.data.features import features_to_smplx
 from mGPT.errors import CheckpointError
 from mGPT.kinematics import build_kinematics
 from mGPT.layout import PARTS
-from mGPT.metrics.sign_metrics import SignDTWMetrics
+from mGPT.metrics.dtw import dtw_mpjpe_batch
+from mGPT.metrics.sign_metrics import PairDTW, SignDTWMetrics
 from mGPT.models.schedule import adamw_cosine
 
 # Generation metrics exist only on generation epochs (TRAIN.GEN_VAL_EVERY_N_EPOCHS).
@@ -45,9 +46,14 @@ def tokenizer_from_metadata(meta: dict) -> DETO:
 
 
 class GeneratorModule(pl.LightningModule):
-    def __init__(self, cfg: DictConfig, tokenizer: DETO):
+    """The generator over a frozen tokenizer. `dtw` scores generated against reference motion and
+    `use_kv_cache` decodes with the key/value cache; benchmarks swap in SOKE-style parts that give the
+    same scores and tokens, slower (bench/bench_pipeline.py)."""
+
+    def __init__(self, cfg: DictConfig, tokenizer: DETO, dtw: PairDTW = dtw_mpjpe_batch, use_kv_cache: bool = True):
         super().__init__()
         self.cfg = cfg
+        self.use_kv_cache = use_kv_cache
         self.tokenizer = tokenizer.eval().requires_grad_(False)  # frozen: decodes codes for scoring
         sizes = tuple(self.tokenizer.config()[p]["code_num"] for p in PARTS)
         lm = cfg.LM
@@ -55,9 +61,8 @@ class GeneratorModule(pl.LightningModule):
                                        src_lang=lm.SRC_LANG, tgt_lang=lm.TGT_LANG,
                                        max_text_tokens=lm.MAX_TEXT_TOKENS, max_motion_tokens=lm.MAX_MOTION_TOKENS)
         self.kinematics = build_kinematics(cfg.KINEMATICS.BACKEND, cfg.KINEMATICS.SMPLX_DIR).requires_grad_(False)
-        python_dtw = bool(OmegaConf.select(cfg, "BASELINE.PYTHON_DTW", default=False))  # benchmarks only
-        self.val_metrics = SignDTWMetrics(self.kinematics.parts, reference_dtw=python_dtw)
-        self.test_metrics = SignDTWMetrics(self.kinematics.parts, reference_dtw=python_dtw)
+        self.val_metrics = SignDTWMetrics(self.kinematics.parts, dtw=dtw)
+        self.test_metrics = SignDTWMetrics(self.kinematics.parts, dtw=dtw)
         self.test_outputs: list[dict] = []
         # from_pretrained hands back eval mode and Lightning keeps modes as set: dropout must train
         self.generator.train()
@@ -77,8 +82,8 @@ class GeneratorModule(pl.LightningModule):
         return cls(cfg, tokenizer)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, cfg: DictConfig | None = None,
-                        map_location: str = "cpu") -> GeneratorModule:
+    def from_checkpoint(cls, path: str | Path, cfg: DictConfig | None = None, map_location: str = "cpu",
+                        dtw: PairDTW = dtw_mpjpe_batch, use_kv_cache: bool = True) -> GeneratorModule:
         """Everything from one stage 2 checkpoint: the tokenizer travels inside it."""
         path = Path(path)
         if not path.is_file():
@@ -100,7 +105,7 @@ class GeneratorModule(pl.LightningModule):
                 "give the stage 2 checkpoint, e.g. experiments/mgpt/<NAME>/checkpoints/best.ckpt"
             )
         cfg = cfg if cfg is not None else OmegaConf.create(meta["config"])
-        module = cls(cfg, tokenizer_from_metadata(meta))
+        module = cls(cfg, tokenizer_from_metadata(meta), dtw=dtw, use_kv_cache=use_kv_cache)
         module.load_state_dict(checkpoint["state_dict"], strict=False)
         return module.eval()
 
@@ -117,17 +122,17 @@ class GeneratorModule(pl.LightningModule):
 
     def generate_smplx(self, texts: list[str], keywords: list | None) -> tuple[list[torch.Tensor], list[np.ndarray]]:
         test = self.cfg.TEST
-        use_cache = not OmegaConf.select(self.cfg, "BASELINE.NO_KV_CACHE", default=False)  # benchmarks only
         codes = self.generator.generate(texts, keywords, do_sample=test.DECODING == "sample",
-                                        temperature=test.TEMPERATURE, top_k=test.TOP_K, use_cache=use_cache)
+                                        temperature=test.TEMPERATURE, top_k=test.TOP_K,
+                                        use_cache=self.use_kv_cache)
         return codes, codes_to_smplx(self.tokenizer, codes)
 
     def joints(self, params: np.ndarray) -> torch.Tensor:
         return self.kinematics(torch.as_tensor(params, device=self.device)).float()
 
-    def _score_batch(self, batch: dict, split_dataset, metrics: SignDTWMetrics) -> list[dict]:
+    def _score_batch(self, batch: dict, metrics: SignDTWMetrics) -> list[dict]:
         codes, generated = self.generate_smplx(batch["texts"], batch["keywords"])
-        references = [features_to_smplx(split_dataset.reference_features(int(i))) for i in batch["index"]]
+        references = [r.cpu().numpy() for r in batch["references"]]  # (T_i, 179) each
         metrics.update(batch["index"].to(self.device), [self.joints(g) for g in generated],
                        [self.joints(r) for r in references])
         return [{"index": int(i), "name": n, "text": t, "codes": c.cpu().numpy(), "generated": g, "reference": r}
@@ -142,7 +147,7 @@ class GeneratorModule(pl.LightningModule):
         out = self.generator(batch["texts"], batch["codes"], batch["keywords"])
         self.log_dict({f"val/{k}": v for k, v in out.items()}, sync_dist=True, batch_size=len(batch["texts"]))
         if self._generation_epoch():
-            samples = self._score_batch(batch, self.trainer.datamodule.dataset("val"), self.val_metrics)
+            samples = self._score_batch(batch, self.val_metrics)
             if batch_idx == 0:
                 self._log_videos(samples[: self.cfg.TRAIN.VAL_VIDEOS])
 
@@ -170,8 +175,7 @@ class GeneratorModule(pl.LightningModule):
             add_gif(experiment, f"val/sample_{k}", frames, self.global_step, fps=self.cfg.DATASET.TARGET_FPS)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        dataset = self.trainer.datamodule.dataset(self.cfg.TEST.SPLIT)
-        self.test_outputs.extend(self._score_batch(batch, dataset, self.test_metrics))
+        self.test_outputs.extend(self._score_batch(batch, self.test_metrics))
 
     def configure_optimizers(self) -> dict:
         return adamw_cosine(self.generator.parameters(), self.cfg, int(self.trainer.estimated_stepping_batches))

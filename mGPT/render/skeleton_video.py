@@ -26,6 +26,7 @@ from matplotlib.lines import Line2D
 from tqdm import tqdm
 
 from mGPT.errors import DataError
+from mGPT.layout import FRAME_DIMS
 from mGPT.render.frame_layout import (
     INSET_FACE,  # noqa: F401  (part of this module's interface)
     LEFT_ARM_COLOUR,
@@ -318,7 +319,7 @@ def save_video(frames: np.ndarray | Iterable[np.ndarray], path: str | Path, fps:
 
 def _joints_from_params(params: np.ndarray, kinematics: PosesJoints, name: str) -> np.ndarray:
     params = np.asarray(params, dtype=np.float32)
-    if params.ndim != 2 or params.shape[1] != 179 or len(params) == 0:
+    if params.ndim != 2 or params.shape[1] != FRAME_DIMS or len(params) == 0:
         raise DataError(
             f"{name} must hold SMPL-X parameters of shape (T, 179) (root, body, hands, jaw, shape, "
             f"expression per frame), got {params.shape}; convert 133-dim features back to SMPL-X first"

@@ -3,17 +3,18 @@
 SOKE's dataset lists a clip's pose folder, sorts it, unpickles each frame file and stacks the frames
 on every __getitem__, every epoch. `PickleSplit` does the same (with our restricted unpickler, so a
 hostile file still runs nothing) behind the interface of a packed split, so the datasets can read from
-either. It exists for `BASELINE.PICKLE_LOADER: true` and bench/run_all.py: it returns exactly the
-frames the cache holds, only slower. Train from the cache.
+either. It exists for the benchmarks (bench/bench_data.py, and `pickle_clips` handed to the data module
+by bench/bench_pipeline.py) and as the oracle of the cache (tests/test_soke_style.py): it returns
+exactly the frames the cache holds, only slower. Train from the cache.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
 
 from mGPT.data.features import resample_to_fps
 from mGPT.data.isharah import pose_dir_path, read_clip
@@ -45,8 +46,7 @@ class PickleSplit:
         return resample_to_fps(frames, float(self.source_fps[i]), self.target_fps).astype(np.float32)
 
 
-def clip_source(cfg: DictConfig, packed: PackedSplit, split: str) -> PackedSplit | PickleSplit:
-    """`packed`, or the same split read from pickles when the config asks for SOKE's loader."""
-    if OmegaConf.select(cfg, "BASELINE.PICKLE_LOADER", default=False):
-        return PickleSplit.like(packed, cfg.DATASET.DATA_ROOT, split)
-    return packed
+def pickle_clips(data_root: str | Path) -> Callable[[PackedSplit, str], PickleSplit]:
+    """The `clip_source` argument of SignDataModule (and test.py's `evaluate`) that reads every clip of
+    a split from the pickles under `data_root` instead of from its packed cache."""
+    return lambda packed, split: PickleSplit.like(packed, data_root, split)

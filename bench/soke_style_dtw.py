@@ -1,11 +1,12 @@
 """DTW-MPJPE the way SOKE scores it: one Python call per frame pair, then a Python double loop.
 
-This is the reference that the batched `mGPT.metrics.dtw` must equal, and the baseline that
-`BASELINE.PYTHON_DTW: true` switches `SignDTWMetrics` to, for benchmarks (bench/run_all.py). It is
-exact and slow on purpose: small numpy operations per frame pair (an SVD per pair for Procrustes) and
-a list-of-lists recursion, one sequence pair at a time. The definitions are those of SPEC section 6
-and of `mGPT.metrics.dtw`: same frame costs, same recursion, same tie order (diagonal, then (i-1, j),
-then (i, j-1)), so the accumulated cost and the path length come out the same.
+The oracle that the batched `mGPT.metrics.dtw` must equal (tests/test_dtw.py, tests/test_soke_style.py),
+and the SOKE-style side of the benchmarks: bench/bench_metric.py times it against the batched DTW, and
+bench/bench_pipeline.py hands `loop_dtw_mpjpe_batch` to test.py's `evaluate` as the DTW of
+`SignDTWMetrics`. It is exact and slow on purpose: small numpy operations per frame pair (an SVD per
+pair for Procrustes) and a list-of-lists recursion, one sequence pair at a time. The definitions are
+those of SPEC section 6 and of `mGPT.metrics.dtw`: same frame costs, same recursion, same tie order
+(diagonal, then (i-1, j), then (i, j-1)), so the accumulated cost and the path length come out the same.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 
 def root_frame_cost(pred: np.ndarray, ref: np.ndarray, root: int, joints: Sequence[int]) -> float:
@@ -69,3 +71,16 @@ def loop_dtw_mpjpe(pred: np.ndarray, ref: np.ndarray, align: str = "root", root:
     else:
         raise ValueError(f"align must be 'root' or 'procrustes', got {align!r}")
     return loop_dtw(cost)
+
+
+def loop_dtw_mpjpe_batch(preds: Sequence[np.ndarray | torch.Tensor], refs: Sequence[np.ndarray | torch.Tensor],
+                         align: str = "root", root: int = 0,
+                         joints: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`mGPT.metrics.dtw.dtw_mpjpe_batch` pair by pair through the Python loop: (N,) metres, (N,) path lengths."""
+    def as_numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
+        return x.double().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)
+
+    results = [loop_dtw_mpjpe(as_numpy(pred), as_numpy(ref), align, root, joints)
+               for pred, ref in zip(preds, refs, strict=True)]
+    return (np.array([total for total, _ in results], dtype=np.float64),
+            np.array([length for _, length in results], dtype=np.int64))
