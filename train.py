@@ -43,7 +43,8 @@ def build_module(cfg: DictConfig) -> tuple[pl.LightningModule, pl.LightningDataM
     from mGPT.models.lm_module import GeneratorModule
 
     module = GeneratorModule.from_config(cfg)
-    return module, SignDataModule(cfg, fingerprint=module.fingerprint)
+    # sources are encoded once per split by the generator itself, not at every step
+    return module, SignDataModule(cfg, fingerprint=module.fingerprint, source_encoder=module.generator.encode_sources)
 
 
 def build_trainer(cfg: DictConfig, ckpt_dir, callbacks=(), logger=True) -> pl.Trainer:
