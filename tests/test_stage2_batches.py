@@ -60,10 +60,20 @@ def test_the_order_depends_on_seed_and_epoch_only() -> None:
     assert any(order != sorted(order) for order in served)
 
 
-def test_ties_in_the_first_length_are_sorted_by_the_second_and_drop_last_drops_the_short_batch() -> None:
-    lengths = np.array([[5, 9], [5, 1], [5, 4], [5, 2], [3, 7]])
-    batches = list(BucketBatchSampler(SequentialSampler(range(5)), lengths, batch_size=2, drop_last=True))
-    assert batches == [[4, 1], [3, 2]]  # sorted by (steps, source); [0] alone is dropped
+def test_pools_sort_by_steps_then_groups_by_source_and_drop_last_drops_the_short_batch() -> None:
+    # four tiers of decoder steps, four samples each, sources in no order; with 4 batches of 2 per pool,
+    # groups hold 2 batches (4 samples): one tier, which is then sorted by source
+    steps = np.repeat([40, 10, 30, 20], 4)
+    sources = np.array([9, 2, 7, 4, 8, 1, 6, 3, 5, 5, 2, 0, 3, 9, 1, 4])
+    lengths = np.stack([steps, sources], axis=1)
+    sampler = BucketBatchSampler(SequentialSampler(range(16)), lengths, batch_size=2, pool_batches=4)
+    batches = list(sampler)
+    # pool 0 is indices 0-7: steps 40 (0-3) and 10 (4-7); sorted by steps: [4 5 6 7 | 0 1 2 3]; each group by
+    # source: [5 7 6 4 | 1 3 2 0]; batches served in the order their earliest-drawn index was drawn
+    assert batches[:4] == [[2, 0], [1, 3], [6, 4], [5, 7]]
+    assert batches[4:] == [[8, 9], [11, 10], [14, 12], [15, 13]]
+    short = BucketBatchSampler(SequentialSampler(range(5)), lengths[:5], batch_size=2, drop_last=True)
+    assert len(short) == 2 and all(len(b) == 2 for b in short)
 
 
 def test_lightning_can_swap_in_a_distributed_sampler() -> None:
