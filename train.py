@@ -47,7 +47,9 @@ def build_module(cfg: DictConfig, clip_source: ClipSourceFactory = from_cache
     from mGPT.models.lm_module import GeneratorModule
 
     module = GeneratorModule.from_config(cfg)
-    return module, SignDataModule(cfg, fingerprint=module.fingerprint, clip_source=clip_source)
+    # sources are encoded once per split by the generator itself, not at every step
+    return module, SignDataModule(cfg, fingerprint=module.fingerprint, clip_source=clip_source,
+                                  source_encoder=module.generator.encode_sources)
 
 
 def build_trainer(cfg: DictConfig, ckpt_dir, callbacks=(), logger=True) -> pl.Trainer:

@@ -262,3 +262,23 @@ def test_missing_folder_or_files_are_config_errors_with_the_fix(tiny_dir: Path, 
     message = r"partial has no model\.safetensors.*; no tokenizer\.json.*prepare_mbart"
     with pytest.raises(ConfigError, match=message):
         SignGenerator(partial)
+
+
+def test_attention_is_pytorch_sdpa_and_equals_eager_with_padding_masked(scrambled) -> None:
+    """test_padding_leaks_neither_into_sources_nor_into_losses checks the masks with the same (sdpa) attention."""
+    assert scrambled.mbart.config._attn_implementation == "sdpa"
+    texts = [OTHER_TEXTS[2], TRAIN_TEXTS[3]]  # the second source and the first target are padded
+    codes = _random_codes([2, 9], seed=5)
+    keywords = [[KEYWORD], None]
+    with torch.no_grad():
+        fused = scrambled(texts, codes, keywords)
+        short_alone = scrambled.mbart.model.encoder(*scrambled.encode_source(texts[1:])).last_hidden_state[0]
+        short_padded = scrambled.mbart.model.encoder(*scrambled.encode_source(texts, keywords)).last_hidden_state[1]
+        scrambled.mbart.set_attn_implementation("eager")
+        try:
+            eager = scrambled(texts, codes, keywords)
+        finally:
+            scrambled.mbart.set_attn_implementation("sdpa")
+    for key, value in eager.items():
+        torch.testing.assert_close(fused[key], value, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(short_padded[: len(short_alone)], short_alone)

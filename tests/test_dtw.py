@@ -1,4 +1,4 @@
-"""Exact DTW: the wavefront against a plain Python DP and against enumerating every warping path;
+"""Exact DTW: the compiled recursion against a plain Python DP and against enumerating every warping path;
 frame costs against per-frame-pair numpy computations; invariances of the two alignments."""
 
 from __future__ import annotations
@@ -48,6 +48,19 @@ def test_hand_computed_example():
     # all-zero costs tie everywhere: ties go to the diagonal, giving the shortest path
     assert dtw(np.zeros((3, 3))) == (0.0, 3)
     assert dtw(np.zeros((2, 5))) == (0.0, 5)
+    # a tie between the diagonal and (i-1, j) at the last cell: the diagonal's shorter path wins
+    assert dtw(np.array([[0.0, 1.0], [0.0, 0.0], [1.0, 0.0]])) == (0.0, 3)
+
+
+def test_costs_and_scores_of_a_float32_or_non_contiguous_input_come_out_float64():
+    seq = motion(12, 5)
+    ref = torch.as_tensor(motion(9, 6)).float().transpose(0, 1).contiguous().transpose(0, 1)  # strided
+    cost = frame_costs(torch.as_tensor(seq).float(), ref, "root")
+    assert cost.dtype == torch.float64 and cost.shape == (12, 9)
+    expected = frame_costs(torch.as_tensor(seq).float().double(), ref.double().contiguous(), "root")
+    torch.testing.assert_close(cost, expected, rtol=0, atol=0)
+    totals, _ = dtw_batch([cost.T])  # a transposed (non-contiguous) cost matrix
+    assert totals.dtype == torch.float64 and float(totals[0]) == pytest.approx(loop_dtw(cost.T.tolist())[0])
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 6), (6, 1), (3, 4), (9, 5), (23, 31)])
@@ -66,11 +79,10 @@ def test_matches_brute_force_over_all_paths(shape):
     assert dtw(cost) == (pytest.approx(totals[best_path], abs=1e-12), len(best_path))
 
 
-def test_batch_of_ragged_pairs_equals_one_by_one(monkeypatch):
+def test_batch_of_ragged_pairs_equals_one_by_one():
     rng = np.random.default_rng(3)
     shapes = rng.integers(1, 30, size=(9, 2))
     costs = [torch.as_tensor(rng.random((int(rows), int(cols)))) for rows, cols in shapes]
-    monkeypatch.setattr(dtw_module, "BLOCK_CELLS", 100)  # several padded groups of at most 3 pairs
     totals, lengths = dtw_batch(costs)
     for cost, total, length in zip(costs, totals, lengths, strict=True):
         expected_total, expected_length = loop_dtw(cost.tolist())
@@ -85,7 +97,7 @@ def test_frame_costs_match_per_pair_loop(align, monkeypatch):
     expected = np.array([[loop_frame_cost(p, r, align, 2, joints) for r in ref] for p in pred])
     np.testing.assert_allclose(frame_costs(pred, ref, align, root=2, joints=joints).numpy(), expected,
                                atol=1e-12)
-    monkeypatch.setattr(dtw_module, "BLOCK_CELLS", 8)  # one row per block
+    monkeypatch.setattr(dtw_module, "BLOCK_CELLS", 8)  # one row per Procrustes block
     np.testing.assert_allclose(frame_costs(pred, ref, align, root=2, joints=joints).numpy(), expected,
                                atol=1e-12)
 

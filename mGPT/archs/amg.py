@@ -41,6 +41,9 @@ SETUP_HINT = ("run scripts/prepare_mbart.py (the real mBART-large-cc25, pruned f
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                  "pytorch_model.bin.index.json")
 _TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model")
+# PyTorch's fused scaled-dot-product attention: transformers 5 already picks it for mBART when torch has it,
+# and falls back to its eager softmax(QK^T)V silently when not. Naming it makes a missing kernel an error.
+ATTENTION = "sdpa"
 
 Keywords = Sequence[tuple[str, np.ndarray]]
 
@@ -60,7 +63,7 @@ def load_mbart(mbart_dir: str | Path, src_lang: str) -> tuple[MBartTokenizer, MB
     try:
         tokenizer = MBartTokenizer.from_pretrained(mbart_dir, src_lang=src_lang, local_files_only=True)
         model = MBartForConditionalGeneration.from_pretrained(
-            mbart_dir, local_files_only=True, dtype=torch.float32
+            mbart_dir, local_files_only=True, dtype=torch.float32, attn_implementation=ATTENTION
         )
     except (OSError, ValueError) as err:
         raise ConfigError(f"cannot load mBART from {mbart_dir} ({err}): {SETUP_HINT}") from err
@@ -198,13 +201,15 @@ class SignGenerator(nn.Module):
                             "come from the tokenizer this generator is configured for")
         return codes
 
-    def encode_source(
+    def encode_sources(
         self, texts: Sequence[str], keywords: Sequence[Keywords | None] | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Source rows and attention mask, both (B, S), right-padded.
+    ) -> list[torch.Tensor]:
+        """Source rows per sample, each (S_i,), unpadded, on the generator's device.
 
         Per sample: the text's tokens, then for each keyword its word's tokens followed by its code triplets
-        <motion_id_b><hand_id_l><rhand_id_r>, then </s> and the source language code.
+        <motion_id_b><hand_id_l><rhand_id_r>, then </s> and the source language code. The result depends
+        only on the texts and keywords, so a dataset can encode it once (mGPT.models.datamodule) and hand
+        it to forward(..., sources=) at every step instead.
         """
         keywords = [list(k or []) for k in keywords] if keywords is not None else [[] for _ in texts]
         if len(keywords) != len(texts):
@@ -216,6 +221,7 @@ class SignGenerator(nn.Module):
         text_rows, word_rows = rows[: len(texts)], iter(rows[len(texts) :])
 
         suffix = torch.tensor([self.eos_row, self.src_lang_row], device=self.device)
+        positions = self.mbart.config.max_position_embeddings
         sources = []
         for i, (text, text_ids) in enumerate(zip(texts, text_rows, strict=True)):
             if len(text_ids) > self.max_text_tokens:
@@ -228,16 +234,25 @@ class SignGenerator(nn.Module):
                 codes = self._checked_codes(codes, f"keyword {word!r} of sample {i}")
                 pieces += [next(word_rows), self.code_rows(codes).flatten()]
             sources.append(torch.cat([*pieces, suffix]))
+            if len(sources[-1]) > positions:
+                raise ConfigError(f"sample {i} ({text[:40]!r}) has a source of {len(sources[-1])} tokens, more "
+                                  f"than the {positions} positions of mBART: lower LM.MAX_TEXT_TOKENS, "
+                                  "LM.MAX_KEYWORDS or LM.MAX_TRIPLETS")
+        return sources
 
-        longest = max(len(s) for s in sources)
-        positions = self.mbart.config.max_position_embeddings
-        if longest > positions:
-            raise ConfigError(f"a source has {longest} tokens, more than the {positions} positions of mBART: "
-                              "lower LM.MAX_TEXT_TOKENS, LM.MAX_KEYWORDS or LM.MAX_TRIPLETS")
+    def pad_sources(self, sources: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample source rows (S_i,) -> rows and attention mask, both (B, S), right-padded, on the device."""
+        sources = [s.to(self.device) for s in sources]
         lengths = torch.tensor([len(s) for s in sources], device=self.device)
         source_rows = pad_sequence(sources, batch_first=True, padding_value=self.pad_row)  # (B, S)
-        source_mask = torch.arange(longest, device=self.device) < lengths[:, None]  # (B, S)
+        source_mask = torch.arange(source_rows.shape[1], device=self.device) < lengths[:, None]  # (B, S)
         return source_rows, source_mask.long()
+
+    def encode_source(
+        self, texts: Sequence[str], keywords: Sequence[Keywords | None] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Source rows and attention mask, both (B, S), right-padded (see encode_sources)."""
+        return self.pad_sources(self.encode_sources(texts, keywords))
 
     def embed_steps(self, step_rows: torch.Tensor) -> torch.Tensor:
         """Fused decoder input embeddings (..., D) of step token rows (..., 3) = [body, lhand, rhand]."""
@@ -270,11 +285,20 @@ class SignGenerator(nn.Module):
         texts: Sequence[str],
         codes: Sequence[torch.Tensor],
         keywords: Sequence[Keywords | None] | None = None,
+        sources: Sequence[torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Teacher-forced losses: three cross-entropies over non-padding labels, and token accuracies."""
+        """Teacher-forced losses: three cross-entropies over non-padding labels, and token accuracies.
+
+        sources: encode_sources(texts, keywords), computed beforehand; then texts and keywords are not
+        tokenised again.
+        """
         if len(codes) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(codes)} code sequences")
-        source_rows, source_mask = self.encode_source(texts, keywords)
+        if sources is None:
+            sources = self.encode_sources(texts, keywords)
+        elif len(sources) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(sources)} encoded sources")
+        source_rows, source_mask = self.pad_sources(sources)
         step_rows, labels = self._decoder_targets(codes)
         hidden = self.mbart.model(
             input_ids=source_rows,

@@ -11,6 +11,7 @@ from typing import Protocol
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from mGPT.data.codes import SplitCodes
 from mGPT.data.dictionary import SignDictionary
@@ -121,6 +122,11 @@ def collate_motion(items: list[dict]) -> dict:
     }
 
 
+# Encodes (texts, keywords) into per-sample source rows: the generator's encode_sources, handed in.
+SourceEncoder = Callable[[list[str], list], list[torch.Tensor]]
+_ENCODE_CHUNK = 256  # texts per tokenizer call while encoding a split's sources
+
+
 class CodeTextDataset(Dataset):
     """Stage 2 items: text, its motion codes (N, 3), retrieval keywords and, with `clips`, the reference
     motion the generated one is scored against: the clip after the length rules, through the 133-dim
@@ -132,16 +138,55 @@ class CodeTextDataset(Dataset):
     def __init__(self, names: Sequence[str], texts: Sequence[str], codes: SplitCodes,
                  clips: ClipSource | None = None, dictionary: SignDictionary | None = None,
                  max_keywords: int = 3, max_triplets: int = 10, min_frames: int = 40,
-                 max_frames: int = 400) -> None:
+                 max_frames: int = 400, source_encoder: SourceEncoder | None = None) -> None:
         sizes = {"names": len(names), "texts": len(texts), "codes": len(codes)}
         if clips is not None:
             sizes["clips"] = len(clips)
         if len(set(sizes.values())) != 1:
             raise ValueError(f"names, texts, codes and clips must have one entry per clip, got {sizes}")
         self.names, self.texts, self.codes, self.clips = list(names), list(texts), codes, clips
-        self.dictionary = dictionary
+        self._dictionary = dictionary
         self.max_keywords, self.max_triplets = max_keywords, max_triplets
         self.min_frames, self.max_frames = min_frames, max_frames
+        self._keywords: list | None = None
+        self._sources: np.ndarray | None = None  # every item's source rows, one after the other
+        self._source_offsets: np.ndarray | None = None  # (N + 1,) item i is [offsets[i], offsets[i+1])
+        if source_encoder is not None:
+            self._encode_sources(source_encoder)
+
+    @property
+    def dictionary(self) -> SignDictionary | None:
+        return self._dictionary
+
+    @dictionary.setter
+    def dictionary(self, dictionary: SignDictionary | None) -> None:
+        if self._sources is not None:
+            raise ValueError("this dataset's sources were encoded with its dictionary at construction; build a "
+                             "new CodeTextDataset (or one without a source_encoder) to use another dictionary")
+        self._dictionary = dictionary
+
+    def _item_keywords(self, i: int) -> list | None:
+        if self._dictionary is None:
+            return None
+        return self._dictionary.keywords_for(self.texts[i], self.max_keywords, self.max_triplets)
+
+    def _encode_sources(self, encoder: SourceEncoder) -> None:
+        """Keywords and encoded sources of every item, once: training steps then skip the dictionary and
+        the tokenizer."""
+        self._keywords = [self._item_keywords(i) for i in range(len(self))]
+        texts = [str(t) for t in self.texts]
+        sources = []
+        for start in tqdm(range(0, len(texts), _ENCODE_CHUNK), desc="encoding sources", leave=False):
+            stop = start + _ENCODE_CHUNK
+            sources += [s.cpu().numpy() for s in encoder(texts[start:stop], self._keywords[start:stop])]
+        self._source_offsets = np.cumsum([0] + [len(s) for s in sources])
+        self._sources = np.concatenate(sources) if sources else np.zeros(0, dtype=np.int64)
+
+    def lengths(self) -> np.ndarray:
+        """(N, 2) per item: decoder steps (codes + </s>) and source tokens (0 when not encoded here)."""
+        steps = np.array([len(self.codes.clip(i)) + 1 for i in range(len(self))], dtype=np.int64)
+        source = np.diff(self._source_offsets) if self._source_offsets is not None else np.zeros_like(steps)
+        return np.stack([steps, source], axis=1)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -150,12 +195,13 @@ class CodeTextDataset(Dataset):
         return reference_params(self.clips.clip(i), self.min_frames, self.max_frames)
 
     def __getitem__(self, i: int) -> dict:
-        text = self.texts[i]
-        keywords = None
-        if self.dictionary is not None:
-            keywords = self.dictionary.keywords_for(text, self.max_keywords, self.max_triplets)
-        item = {"index": i, "name": self.names[i], "text": text, "keywords": keywords,
+        item = {"index": i, "name": self.names[i], "text": self.texts[i],
                 "codes": torch.from_numpy(self.codes.clip(i))}  # (N, 3)
+        if self._sources is None:
+            item["keywords"] = self._item_keywords(i)
+        else:
+            item["keywords"] = self._keywords[i]
+            item["source"] = torch.from_numpy(self._sources[self._source_offsets[i]:self._source_offsets[i + 1]])
         if self.clips is not None:
             item["reference"] = torch.from_numpy(self.reference(i))  # (T, 179)
         return item
@@ -173,4 +219,6 @@ def collate_text_codes(items: list[dict]) -> dict:
     }
     if all("reference" in it for it in items):
         batch["references"] = [it["reference"] for it in items]
+    if all("source" in it for it in items):
+        batch["sources"] = [it["source"] for it in items]  # encoded by the dataset: no tokenizer per step
     return batch

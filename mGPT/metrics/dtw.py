@@ -1,4 +1,4 @@
-"""Exact dynamic time warping of joint sequences (DTW-MPJPE), vectorised over frames and over pairs.
+"""Exact dynamic time warping of joint sequences (DTW-MPJPE): compiled frame costs and recursion.
 
 Definitions (SPEC section 6):
 - frame cost = mean over the part's joints of the Euclidean distance between a generated frame and a
@@ -8,9 +8,9 @@ Definitions (SPEC section 6):
   divided by anything) and the path length is the number of cells on that optimal path. Ties go to
   the diagonal, then (i-1, j), then (i, j-1), the order of SOKE's traceback.
 
-All pairwise frame costs come from a few large tensor operations, and the recursion runs as a
-wavefront over anti-diagonals (every cell of an anti-diagonal depends only on the two before it) for
-a whole group of padded pairs at once, so there is no Python loop over frames or cells.
+The root costs and the recursion are numba-compiled loops (a few hundred microseconds for 200 x 210
+frames); the Procrustes costs are a few large tensor operations over all frame pairs (mGPT.metrics.procrustes),
+on the inputs' device. Scores are float64 and come out on the CPU.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+import numba
 import numpy as np
 import torch
 from torch import Tensor
@@ -26,7 +27,7 @@ from mGPT.metrics.procrustes import best_rotation
 
 Align = Literal["root", "procrustes"]
 ArrayLike = np.ndarray | Tensor
-# Frame pairs (or wavefront cells) per block. Keeping each float64 temporary under glibc's 128 KiB mmap
+# Frame pairs per block of the Procrustes costs. Keeping each float64 temporary under glibc's 128 KiB mmap
 # threshold lets malloc recycle it from the heap; larger ones are mapped and page-faulted in afresh on
 # every one of the hundreds of elementwise ops, which made the metric ~40% slower.
 BLOCK_CELLS = 16000
@@ -38,7 +39,7 @@ def _as_float64(x: ArrayLike) -> Tensor:
 
 def frame_costs(pred: ArrayLike, ref: ArrayLike, align: Align = "root", root: int = 0,
                 joints: Sequence[int] | None = None) -> Tensor:
-    """(T1, J, 3) pred, (T2, J, 3) ref in metres -> (T1, T2) float64 cost of every frame pair."""
+    """(T1, J, 3) pred, (T2, J, 3) ref in metres -> (T1, T2) float64 cost of every frame pair, on the CPU."""
     pred, ref = _as_float64(pred), _as_float64(ref)
     ref = ref.to(pred.device)
     if pred.shape[0] == 0 or ref.shape[0] == 0:
@@ -47,21 +48,36 @@ def frame_costs(pred: ArrayLike, ref: ArrayLike, align: Align = "root", root: in
     if align == "root":
         pred_part = (pred - pred[:, root : root + 1])[:, joints]  # (T1, K, 3) relative to the root
         ref_part = (ref - ref[:, root : root + 1])[:, joints]  # (T2, K, 3)
-        block_costs = _root_costs
-    elif align == "procrustes":
-        pred_part = pred[:, joints] - pred[:, joints].mean(1, keepdim=True)  # (T1, K, 3) centred
-        ref_part = ref[:, joints] - ref[:, joints].mean(1, keepdim=True)  # (T2, K, 3)
-        block_costs = _procrustes_costs
-    else:
+        # coordinates, then frames: the compiled loop runs down contiguous reference frames
+        ref_columns = ref_part.permute(1, 2, 0).contiguous()  # (K, 3, T2)
+        return torch.from_numpy(_root_costs(pred_part.cpu().contiguous().numpy(), ref_columns.cpu().numpy()))
+    if align != "procrustes":
         raise ValueError(f"align must be 'root' or 'procrustes', got {align!r}")
+    pred_part = pred[:, joints] - pred[:, joints].mean(1, keepdim=True)  # (T1, K, 3) centred
+    ref_part = ref[:, joints] - ref[:, joints].mean(1, keepdim=True)  # (T2, K, 3)
     rows = max(1, BLOCK_CELLS // ref.shape[0])
-    return torch.cat([block_costs(pred_part[start : start + rows], ref_part)
-                      for start in range(0, pred.shape[0], rows)])
+    return torch.cat([_procrustes_costs(pred_part[start : start + rows], ref_part)
+                      for start in range(0, pred.shape[0], rows)]).cpu()
 
 
-def _root_costs(pred: Tensor, ref: Tensor) -> Tensor:
-    """(r, K, 3) root-relative pred, (T2, K, 3) root-relative ref -> (r, T2) mean joint distance."""
-    return _mean_residual(pred, ref, None)
+@numba.njit(cache=True)
+def _root_costs(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """(T1, K, 3) root-relative pred, (K, 3, T2) root-relative ref -> (T1, T2) mean joint distance.
+
+    The innermost loop runs over reference frames, so it compiles to vector square roots.
+    """
+    frames, joints = pred.shape[0], pred.shape[1]
+    costs = np.zeros((frames, ref.shape[2]))
+    for i in range(frames):
+        row = costs[i]
+        for k in range(joints):
+            x, y, z = pred[i, k, 0], pred[i, k, 1], pred[i, k, 2]
+            ref_x, ref_y, ref_z = ref[k, 0], ref[k, 1], ref[k, 2]
+            for j in range(row.shape[0]):
+                dx, dy, dz = x - ref_x[j], y - ref_y[j], z - ref_z[j]
+                row[j] += np.sqrt(dx * dx + dy * dy + dz * dz)
+        row /= joints
+    return costs
 
 
 def _procrustes_costs(pred: Tensor, ref: Tensor) -> Tensor:
@@ -78,8 +94,8 @@ def _procrustes_costs(pred: Tensor, ref: Tensor) -> Tensor:
     return _mean_residual(pred, ref, rotation.mul_(scale))
 
 
-def _mean_residual(pred: Tensor, ref: Tensor, transform: Tensor | None) -> Tensor:
-    """(r, K, 3) pred, (T2, K, 3) ref, (3, 3, r, T2) scaled rotations or None (identity)
+def _mean_residual(pred: Tensor, ref: Tensor, transform: Tensor) -> Tensor:
+    """(r, K, 3) pred, (T2, K, 3) ref, (3, 3, r, T2) scaled rotations
     -> (r, T2) mean over k of |transform_ij pred_ik - ref_jk|.
 
     Coordinates and joints lead, so every step is an elementwise op on contiguous (r, T2) blocks.
@@ -88,76 +104,49 @@ def _mean_residual(pred: Tensor, ref: Tensor, transform: Tensor | None) -> Tenso
     ref_t = ref.permute(2, 1, 0)[:, :, None, :]  # (3, K, 1, T2)
     squared = None
     for c in range(3):
-        if transform is None:
-            residual = pred_t[c] - ref_t[c]  # (K, r, T2)
-        else:
-            m = transform[c]  # (3, r, T2)
-            residual = m[0] * pred_t[0]
-            residual.addcmul_(m[1], pred_t[1]).addcmul_(m[2], pred_t[2]).sub_(ref_t[c])
+        m = transform[c]  # (3, r, T2)
+        residual = m[0] * pred_t[0]
+        residual.addcmul_(m[1], pred_t[1]).addcmul_(m[2], pred_t[2]).sub_(ref_t[c])
         squared = residual.square_() if squared is None else squared.add_(residual.square_())
     return squared.sqrt_().mean(0)
 
 
-def dtw_batch(costs: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+def dtw_batch(costs: Sequence[ArrayLike]) -> tuple[Tensor, Tensor]:
     """(T1_n, T2_n) cost matrices -> (N,) accumulated costs (float64) and (N,) path lengths (int64)."""
-    if len(costs) == 0:
-        return torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.long)
-    # the wavefront's (pairs, rows + 1) temporaries stay within one block, like the cost blocks
-    pairs_per_wave = max(1, BLOCK_CELLS // (max(cost.shape[0] for cost in costs) + 1))
-    totals, lengths = [], []
-    for start in range(0, len(costs), pairs_per_wave):
-        group_totals, group_lengths = _wavefront(list(costs[start : start + pairs_per_wave]))
-        totals.append(group_totals)
-        lengths.append(group_lengths)
-    return torch.cat(totals), torch.cat(lengths)
-
-
-def _wavefront(costs: list[Tensor]) -> tuple[Tensor, Tensor]:
-    device = costs[0].device
-    rows = torch.tensor([c.shape[0] for c in costs], device=device)  # (G,)
-    cols = torch.tensor([c.shape[1] for c in costs], device=device)  # (G,)
-    if bool((rows == 0).any() | (cols == 0).any()):
-        raise ValueError("DTW needs at least one frame on each side")
-    max_rows, max_cols = int(rows.max()), int(cols.max())
-    padded = torch.full((len(costs), max_rows, max_cols), torch.inf, dtype=torch.float64, device=device)
+    totals = torch.zeros(len(costs), dtype=torch.float64)
+    lengths = torch.zeros(len(costs), dtype=torch.long)
     for n, cost in enumerate(costs):
-        padded[n, : cost.shape[0], : cost.shape[1]] = cost
-
-    # Skewed layout: diagonal d = i + j holds cell (i, d - i) at position p = i + 1; position 0 stands
-    # for row -1 (always inf) so the three predecessors of p are plain shifted slices.
-    diagonals = max_rows + max_cols - 1
-    d = torch.arange(diagonals, device=device)[:, None]  # (D, 1)
-    i = torch.arange(max_rows, device=device)[None, :]  # (1, R)
-    j = d - i  # (D, R)
-    outside = max_rows * max_cols  # index of an extra inf entry
-    cell_index = torch.where((j >= 0) & (j < max_cols), i * max_cols + j, outside)  # (D, R)
-    flat = torch.cat([padded.reshape(len(costs), -1), torch.full_like(padded[:, 0, :1], torch.inf)], dim=1)
-    inf_column = torch.full((len(costs), 1), torch.inf, dtype=torch.float64, device=device)
-    zero_column = torch.zeros((len(costs), 1), dtype=torch.long, device=device)
-
-    # diagonal -2 holds only the virtual start D[-1, -1] = 0; diagonal -1 is all outside
-    before_last = torch.cat([torch.zeros_like(inf_column), inf_column.expand(-1, max_rows)], dim=1)
-    last = torch.full_like(before_last, torch.inf)
-    before_last_steps = torch.zeros((len(costs), max_rows + 1), dtype=torch.long, device=device)
-    last_steps = before_last_steps.clone()
-    end_diagonal, end_position = rows + cols - 2, rows[:, None]  # (G,), (G, 1)
-    totals = torch.full((len(costs),), torch.inf, dtype=torch.float64, device=device)
-    lengths = torch.zeros(len(costs), dtype=torch.long, device=device)
-    for diagonal in range(diagonals):
-        best, steps = before_last[:, :-1], before_last_steps[:, :-1]  # from (i-1, j-1)
-        up, left = last[:, :-1], last[:, 1:]  # from (i-1, j) and (i, j-1)
-        better = up < best
-        best, steps = torch.where(better, up, best), torch.where(better, last_steps[:, :-1], steps)
-        better = left < best
-        best, steps = torch.where(better, left, best), torch.where(better, last_steps[:, 1:], steps)
-        cell_costs = flat.index_select(1, cell_index[diagonal])  # (G, R)
-        current = torch.cat([inf_column, cell_costs + best], dim=1)  # (G, R + 1)
-        current_steps = torch.cat([zero_column, steps + 1], dim=1)
-        done = end_diagonal == diagonal
-        totals = torch.where(done, current.gather(1, end_position)[:, 0], totals)
-        lengths = torch.where(done, current_steps.gather(1, end_position)[:, 0], lengths)
-        before_last, before_last_steps, last, last_steps = last, last_steps, current, current_steps
+        cost = _as_float64(cost).cpu()
+        if cost.ndim != 2 or cost.shape[0] == 0 or cost.shape[1] == 0:
+            raise ValueError(f"DTW needs at least one frame on each side, got a cost matrix of shape "
+                             f"{tuple(cost.shape)}")
+        totals[n], lengths[n] = _accumulate(cost.contiguous().numpy())
     return totals, lengths
+
+
+@numba.njit(cache=True)
+def _accumulate(cost: np.ndarray) -> tuple[float, int]:
+    """D at the last cell of (T1, T2) costs and the cells on its path, keeping two rows of D at a time.
+
+    Column 0 of a row stands for j = -1 (always inf); the start D[-1, -1] = 0 sits in row -1.
+    """
+    cols = cost.shape[1]
+    above, here = np.full(cols + 1, np.inf), np.empty(cols + 1)
+    above_steps, here_steps = np.zeros(cols + 1, np.int64), np.zeros(cols + 1, np.int64)
+    above[0] = 0.0
+    for i in range(cost.shape[0]):
+        here[0] = np.inf
+        for j in range(cols):
+            best, steps = above[j], above_steps[j]  # from (i-1, j-1): ties stay on the diagonal
+            if above[j + 1] < best:  # from (i-1, j)
+                best, steps = above[j + 1], above_steps[j + 1]
+            if here[j] < best:  # from (i, j-1)
+                best, steps = here[j], here_steps[j]
+            here[j + 1] = cost[i, j] + best
+            here_steps[j + 1] = steps + 1
+        above, here = here, above
+        above_steps, here_steps = here_steps, above_steps
+    return above[cols], above_steps[cols]
 
 
 def dtw(cost: ArrayLike) -> tuple[float, int]:

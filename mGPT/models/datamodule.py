@@ -10,11 +10,13 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
 from mGPT.config import cache_dir, codes_path, dictionary_path
+from mGPT.data.buckets import BucketBatchSampler, EpochRandomSampler
 from mGPT.data.codes import load_codes
 from mGPT.data.datasets import (
     ClipSourceFactory,
     CodeTextDataset,
     MotionDataset,
+    SourceEncoder,
     collate_motion,
     collate_text_codes,
     from_cache,
@@ -45,14 +47,18 @@ class SignDataModule(pl.LightningDataModule):
     the splits that are scored.
 
     `clip_source` says where the clips come from: the packed cache (the default) or, for benchmarks,
-    anything that reads the same clips another way (bench/soke_style_data.py).
+    anything that reads the same clips another way (bench/soke_style_data.py). With a `source_encoder`
+    (the generator's encode_sources; train.py passes it) stage 2 encodes every split's sources once, and
+    trains on batches of similar length (mGPT.data.buckets).
     """
 
     def __init__(self, cfg: DictConfig, mean133: np.ndarray | None = None, std133: np.ndarray | None = None,
-                 fingerprint: str | None = None, clip_source: ClipSourceFactory = from_cache):
+                 fingerprint: str | None = None, clip_source: ClipSourceFactory = from_cache,
+                 source_encoder: SourceEncoder | None = None):
         super().__init__()
         self.cfg, self.mean133, self.std133, self.fingerprint = cfg, mean133, std133, fingerprint
         self.clip_source = clip_source
+        self.source_encoder = source_encoder
         self.datasets: dict[str, Dataset] = {}
 
     def dataset(self, split: str) -> Dataset:
@@ -82,15 +88,21 @@ class SignDataModule(pl.LightningDataModule):
                                clips=self.clip_source(packed, split) if scored else None,
                                dictionary=dictionary,
                                max_keywords=lm.MAX_KEYWORDS, max_triplets=lm.MAX_TRIPLETS,
-                               min_frames=data.MIN_FRAMES, max_frames=data.MAX_FRAMES)
+                               min_frames=data.MIN_FRAMES, max_frames=data.MAX_FRAMES,
+                               source_encoder=self.source_encoder)
 
     def _loader(self, split: str, train: bool, batch_size: int) -> DataLoader:
         workers = self.cfg.TRAIN.NUM_WORKERS
-        return DataLoader(
-            self.dataset(split), batch_size=batch_size, shuffle=train, drop_last=False,
-            num_workers=workers, persistent_workers=workers > 0,
-            collate_fn=collate_motion if self.cfg.STAGE == "vae" else collate_text_codes,
-        )
+        dataset = self.dataset(split)
+        common = {"num_workers": workers, "persistent_workers": workers > 0,
+                  "collate_fn": collate_motion if self.cfg.STAGE == "vae" else collate_text_codes}
+        if train and self.cfg.STAGE == "lm":
+            # Stage 2 pads sources and targets to the longest in the batch: batch by length. Stage 1 trains
+            # on fixed windows, and evaluation keeps the dataset order.
+            batches = BucketBatchSampler(EpochRandomSampler(dataset, self.cfg.SEED), dataset.lengths(),
+                                         batch_size)
+            return DataLoader(dataset, batch_sampler=batches, **common)
+        return DataLoader(dataset, batch_size=batch_size, shuffle=train, drop_last=False, **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True, self.cfg.TRAIN.BATCH_SIZE)

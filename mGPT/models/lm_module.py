@@ -114,7 +114,7 @@ class GeneratorModule(pl.LightningModule):
         return self.tokenizer.fingerprint()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        out = self.generator(batch["texts"], batch["codes"], batch["keywords"])
+        out = self.generator(batch["texts"], batch["codes"], batch["keywords"], sources=batch.get("sources"))
         loss = sum(w * out[f"loss_{p}"] for w, p in zip(self.cfg.LOSS.HEAD_WEIGHTS, PARTS, strict=True))
         self.log_dict({f"train/{k}": v for k, v in out.items() if k != "loss"}, batch_size=len(batch["texts"]))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["texts"]))
@@ -144,7 +144,7 @@ class GeneratorModule(pl.LightningModule):
         return every > 0 and (self.current_epoch + 1) % every == 0 and not self.trainer.sanity_checking
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        out = self.generator(batch["texts"], batch["codes"], batch["keywords"])
+        out = self.generator(batch["texts"], batch["codes"], batch["keywords"], sources=batch.get("sources"))
         self.log_dict({f"val/{k}": v for k, v in out.items()}, sync_dist=True, batch_size=len(batch["texts"]))
         if self._generation_epoch():
             samples = self._score_batch(batch, self.val_metrics)
