@@ -38,12 +38,13 @@ def build_module(cfg: DictConfig) -> tuple[pl.LightningModule, pl.LightningDataM
             stats = load_stats(cache_dir(cfg))
             module = TokenizerModule.from_config(cfg, stats["mean133"], stats["std133"])
         tokenizer = module.tokenizer
-        return module, SignDataModule(cfg, tokenizer.mean.numpy(), tokenizer.std.numpy())
+        return module, SignDataModule(cfg, tokenizer.mean.numpy(), tokenizer.std.numpy(),
+                                      frames_per_code=tokenizer.frames_per_code)
 
     from mGPT.models.lm_module import GeneratorModule
 
     module = GeneratorModule.from_config(cfg)
-    return module, SignDataModule(cfg, fingerprint=module.fingerprint)
+    return module, SignDataModule(cfg, fingerprint=module.fingerprint, frames_per_code=module.tokenizer.frames_per_code)
 
 
 def build_trainer(cfg: DictConfig, ckpt_dir, callbacks=(), logger=True) -> pl.Trainer:

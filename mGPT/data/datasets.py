@@ -8,7 +8,7 @@ from torch.utils.data import Dataset
 
 from mGPT.data.features import apply_length_rules, normalize, resample_length, smplx_to_features
 from mGPT.data.prepare import PackedSplit
-from mGPT.errors import DataError
+from mGPT.errors import ConfigError, DataError
 from mGPT.layout import FEATURE_DIMS
 
 
@@ -23,16 +23,21 @@ def _feature_stat(values: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
 class MotionDataset(Dataset):
     """Clips of a packed split as normalized 133-dim features.
 
-    window=None gives each whole clip after SOKE's length rules (validation and test). window=W gives
-    W frames: a random crop when random_crop, else the centre; shorter clips are resampled up to W.
+    window=None gives each whole clip after SOKE's length rules (validation and test), a multiple of the
+    tokenizer's frames_per_code. window=W (itself such a multiple) gives W frames: a random crop when
+    random_crop, else the centre; shorter clips are resampled up to W.
     Random crops draw from torch's generator, which DataLoader seeds differently in every worker.
     """
 
     def __init__(self, split: PackedSplit, mean133: np.ndarray | torch.Tensor, std133: np.ndarray | torch.Tensor,
                  window: int | None = None, min_frames: int = 40, max_frames: int = 400,
-                 random_crop: bool = False) -> None:
+                 random_crop: bool = False, frames_per_code: int = 4) -> None:
         if window is not None and window <= 0:
             raise ValueError(f"window must be positive or None, got {window}")
+        if window is not None and window % frames_per_code:
+            raise ConfigError(f"the training window (DATASET.WINDOW) of {window} frames is not a multiple of the "
+                              f"tokenizer's {frames_per_code} frames per code (2**DOWN_T); choose a multiple of "
+                              f"{frames_per_code}")
         self.split = split
         self.mean133 = _feature_stat(mean133, "mean133")
         self.std133 = _feature_stat(std133, "std133")
@@ -40,13 +45,14 @@ class MotionDataset(Dataset):
         self.min_frames = min_frames
         self.max_frames = max_frames
         self.random_crop = random_crop
+        self.frames_per_code = frames_per_code
 
     def __len__(self) -> int:
         return len(self.split)
 
     def _crop(self, features: np.ndarray) -> np.ndarray:
         if self.window is None:
-            return apply_length_rules(features, self.min_frames, self.max_frames)
+            return apply_length_rules(features, self.min_frames, self.max_frames, self.frames_per_code)
         length = len(features)
         if length < self.window:
             return resample_length(features, self.window)

@@ -14,15 +14,24 @@ from mGPT.data.datasets import MotionDataset, collate_motion
 from mGPT.data.dictionary import SignDictionary
 from mGPT.data.features import clip_features
 from mGPT.data.pickle_reference import clip_source
-from mGPT.data.prepare import PackedSplit, load_cache
+from mGPT.data.prepare import PackedSplit, check_cache_settings, load_cache
 from mGPT.errors import DataError
+
+
+def load_split(cfg: DictConfig, split: str) -> PackedSplit:
+    """One split of the configured cache; a ConfigError if it was packed at another DATASET.TARGET_FPS or
+    MAX_SECONDS than the config says (the cache's frame rate is the one every clip and video runs at)."""
+    packed = load_cache(cache_dir(cfg), split)
+    check_cache_settings(packed, cache_dir(cfg) / split, cfg.DATASET.TARGET_FPS, cfg.DATASET.MAX_SECONDS)
+    return packed
 
 
 class CodeTextDataset(Dataset):
     """Stage 2 items: text, its motion codes (N, 3), retrieval keywords, and the raw reference motion."""
 
-    def __init__(self, cfg: DictConfig, split: str, fingerprint: str, dictionary: SignDictionary | None):
-        self.packed: PackedSplit = load_cache(cache_dir(cfg), split)
+    def __init__(self, cfg: DictConfig, split: str, fingerprint: str, dictionary: SignDictionary | None,
+                 frames_per_code: int = 4):
+        self.packed: PackedSplit = load_split(cfg, split)
         self.codes = load_codes(codes_path(cfg), split, fingerprint)
         if self.codes.names != list(self.packed.names):
             raise DataError(
@@ -31,13 +40,15 @@ class CodeTextDataset(Dataset):
             )
         self.dictionary = dictionary
         self.cfg = cfg
+        self.frames_per_code = frames_per_code  # the tokenizer's: references are cut like the coded clips
         self.reference_clips = clip_source(cfg, self.packed, split)
 
     def __len__(self) -> int:
         return len(self.packed)
 
     def reference_features(self, i: int) -> np.ndarray:  # (T, 133) raw
-        return clip_features(self.reference_clips.clip(i), self.cfg.DATASET.MIN_FRAMES, self.cfg.DATASET.MAX_FRAMES)
+        return clip_features(self.reference_clips.clip(i), self.cfg.DATASET.MIN_FRAMES, self.cfg.DATASET.MAX_FRAMES,
+                             self.frames_per_code)
 
     def __getitem__(self, i: int) -> dict:
         text = self.packed.texts[i]
@@ -75,27 +86,33 @@ def load_dictionary(cfg: DictConfig, fingerprint: str) -> SignDictionary | None:
 
 
 class SignDataModule(pl.LightningDataModule):
-    """Stage 1 (vae): normalised motion windows. Stage 2 (lm): text + codes."""
+    """Stage 1 (vae): normalised motion windows. Stage 2 (lm): text + codes.
+
+    frames_per_code is the tokenizer's (2**DOWN_T): clip lengths are cut to multiples of it.
+    """
 
     def __init__(self, cfg: DictConfig, mean133: np.ndarray | None = None, std133: np.ndarray | None = None,
-                 fingerprint: str | None = None):
+                 fingerprint: str | None = None, frames_per_code: int = 4):
         super().__init__()
         self.cfg, self.mean133, self.std133, self.fingerprint = cfg, mean133, std133, fingerprint
+        self.frames_per_code = frames_per_code
         self.datasets: dict[str, Dataset] = {}
 
     def dataset(self, split: str) -> Dataset:
         if split not in self.datasets:
             data = self.cfg.DATASET
             if self.cfg.STAGE == "vae":
-                clips = clip_source(self.cfg, load_cache(cache_dir(self.cfg), split), split)
+                clips = clip_source(self.cfg, load_split(self.cfg, split), split)
                 self.datasets[split] = MotionDataset(
                     clips, self.mean133, self.std133,
                     window=data.WINDOW if split == "train" else None,
                     min_frames=data.MIN_FRAMES, max_frames=data.MAX_FRAMES, random_crop=split == "train",
+                    frames_per_code=self.frames_per_code,
                 )
             else:
                 dictionary = load_dictionary(self.cfg, self.fingerprint)
-                self.datasets[split] = CodeTextDataset(self.cfg, split, self.fingerprint, dictionary)
+                self.datasets[split] = CodeTextDataset(self.cfg, split, self.fingerprint, dictionary,
+                                                       self.frames_per_code)
         return self.datasets[split]
 
     def _loader(self, split: str, train: bool, batch_size: int) -> DataLoader:
