@@ -7,7 +7,7 @@ from mGPT.data.datasets import MotionDataset, collate_motion
 from mGPT.data.features import smplx_to_features
 from mGPT.data.prepare import PackedSplit, build_cache, load_cache, load_stats
 from mGPT.data.synthetic import generate_dataset
-from mGPT.errors import DataError
+from mGPT.errors import ConfigError, DataError
 
 LENGTHS = [10, 50, 403, 44]
 FIRST_FEATURE = 36  # frame number 36 is feature dim 0 (neck, first number)
@@ -117,3 +117,14 @@ def test_over_a_real_cache(tmp_path):
     np.testing.assert_allclose(item["motion"].numpy(), expected, rtol=1e-5, atol=1e-5)
     everything = torch.cat([dataset[i]["motion"] for i in range(len(dataset))])
     assert everything.mean(dim=0).abs()[:120].max() < 0.2  # train statistics centre the train data
+
+
+def test_clips_are_cut_to_the_tokenizers_frames_per_code():
+    """A tokenizer with DOWN_T 3 codes 8 frames per step: whole clips become multiples of 8."""
+    dataset = MotionDataset(packed_split(), *IDENTITY, frames_per_code=8)
+    items = [dataset[i] for i in range(4)]
+    assert [item["length"] for item in items] == [40, 48, 400, 40]  # 10 up, 50 -> 48, 403 down, 44 -> 40
+    torch.testing.assert_close(items[3]["motion"][:, 0], torch.arange(2.0, 42.0))  # centre 40 of 44
+    assert MotionDataset(packed_split(), *IDENTITY, window=16, frames_per_code=8)[2]["length"] == 16
+    with pytest.raises(ConfigError, match="DATASET.WINDOW.*60 frames is not a multiple of the tokenizer's 8"):
+        MotionDataset(packed_split(), *IDENTITY, window=60, frames_per_code=8)
