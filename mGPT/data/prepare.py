@@ -116,7 +116,7 @@ class _FramesWriter:
 
 
 def _rerun_hint(cache_dir: Path) -> str:
-    return f"re-run `python -m mGPT.data.prepare --data-root <DATA_ROOT> --out {cache_dir}`"
+    return f"re-run `python -m mGPT.data.prepare --cfg <your config> --data-root <DATA_ROOT> --out {cache_dir}`"
 
 
 def _read_index(split_dir: Path) -> dict:
