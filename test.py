@@ -24,7 +24,7 @@ from pytorch_lightning.callbacks import TQDMProgressBar
 from mGPT.config import evaluation_dir, parse_args
 from mGPT.data.datasets import ClipSourceFactory, from_cache
 from mGPT.data.features import smplx_params_dict
-from mGPT.errors import run_cli
+from mGPT.errors import ConfigError, run_cli
 from mGPT.files import writable_dir
 from mGPT.layout import PARTS
 from mGPT.metrics.dtw import dtw_mpjpe_batch
@@ -46,7 +46,8 @@ def test_tokenizer(cfg: DictConfig, ckpt: Path, out: Path, clip_source: ClipSour
 
     tokenizer = load_tokenizer(ckpt, cfg.DATASET.MEAN_PATH, cfg.DATASET.STD_PATH)
     module = TokenizerModule(cfg, tokenizer)  # the checkpoint's sizes, not the config's VQ
-    data = SignDataModule(cfg, tokenizer.mean.numpy(), tokenizer.std.numpy(), clip_source=clip_source)
+    data = SignDataModule(cfg, tokenizer.mean.numpy(), tokenizer.std.numpy(), clip_source=clip_source,
+                          frames_per_code=tokenizer.frames_per_code)
     trainer = pl.Trainer(accelerator=cfg.ACCELERATOR, devices=1, precision=cfg.PRECISION, logger=False,
                          callbacks=[TQDMProgressBar()])
     trainer.test(module, datamodule=data, verbose=False)
@@ -62,11 +63,18 @@ def test_tokenizer(cfg: DictConfig, ckpt: Path, out: Path, clip_source: ClipSour
 
 def test_generator(cfg: DictConfig, ckpt: Path, out: Path, clip_source: ClipSourceFactory = from_cache,
                    dtw: PairDTW = dtw_mpjpe_batch, use_kv_cache: bool = True) -> dict:
-    from mGPT.models.datamodule import SignDataModule
+    from mGPT.models.datamodule import SignDataModule, load_split
     from mGPT.models.lm_module import GeneratorModule
 
     module = GeneratorModule.from_checkpoint(ckpt, cfg, dtw=dtw, use_kv_cache=use_kv_cache)
-    data = SignDataModule(cfg, fingerprint=module.fingerprint, clip_source=clip_source)
+    fps = load_split(cfg, cfg.TEST.SPLIT).target_fps  # the config must agree with the cache (ConfigError)
+    if fps != module.fps:
+        raise ConfigError(f"{ckpt} was trained on clips at {module.fps:g} fps, but the {cfg.TEST.SPLIT} cache is "
+                          f"packed at {fps:g} fps: its motion would be scored against references at another "
+                          "speed. Test on a cache packed at the checkpoint's rate (prepare --target-fps), or "
+                          "retrain on this one")
+    data = SignDataModule(cfg, fingerprint=module.fingerprint, clip_source=clip_source,
+                          frames_per_code=module.tokenizer.frames_per_code)
     trainer = pl.Trainer(accelerator=cfg.ACCELERATOR, devices=1, precision=cfg.PRECISION, logger=False,
                          callbacks=[TQDMProgressBar()])
     trainer.test(module, datamodule=data, verbose=False)
@@ -99,7 +107,7 @@ def test_generator(cfg: DictConfig, ckpt: Path, out: Path, clip_source: ClipSour
         for sample in outputs[: cfg.TEST.SAVE_VIDEOS]:
             path = render_video(sample["generated"], out / "videos" / f"{sample['name']}.mp4",
                                 kinematics=module.kinematics, caption=sample["text"],
-                                reference_params=sample["reference"], fps=cfg.DATASET.TARGET_FPS,
+                                reference_params=sample["reference"], fps=fps,
                                 avatar=cfg.RENDER.AVATAR, size=tuple(cfg.RENDER.SIZE), view=cfg.RENDER.VIEW)
             print(f"video: {path}")
     print_table(f"generation, {len(per_sample)} {cfg.TEST.SPLIT} clips, accumulated DTW cost", means, "m")

@@ -42,14 +42,16 @@ def build_module(cfg: DictConfig, clip_source: ClipSourceFactory = from_cache
             stats = load_stats(cache_dir(cfg))
             module = TokenizerModule.from_config(cfg, stats["mean133"], stats["std133"])
         tokenizer = module.tokenizer
-        return module, SignDataModule(cfg, tokenizer.mean.numpy(), tokenizer.std.numpy(), clip_source=clip_source)
+        return module, SignDataModule(cfg, tokenizer.mean.numpy(), tokenizer.std.numpy(), clip_source=clip_source,
+                                      frames_per_code=tokenizer.frames_per_code)
 
     from mGPT.models.lm_module import GeneratorModule
 
     module = GeneratorModule.from_config(cfg)
     # sources are encoded once per split by the generator itself, not at every step
     return module, SignDataModule(cfg, fingerprint=module.fingerprint, clip_source=clip_source,
-                                  source_encoder=module.generator.encode_sources)
+                                  source_encoder=module.generator.encode_sources,
+                                  frames_per_code=module.tokenizer.frames_per_code)
 
 
 def build_trainer(cfg: DictConfig, ckpt_dir, callbacks=(), logger=True) -> pl.Trainer:

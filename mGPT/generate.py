@@ -86,13 +86,14 @@ def main() -> None:
     path = out / f"{stem}.pkl"
     with open(path, "wb") as f:
         pickle.dump({"text": args.text, **smplx_params_dict(params)}, f)
-    print(f"{len(params)} frames ({len(params) / cfg.DATASET.TARGET_FPS:.1f} s) of SMPL-X parameters: {path}")
+    print(f"{len(params)} frames ({len(params) / module.fps:.1f} s at {module.fps:g} fps) of SMPL-X parameters: "
+          f"{path}")
     if args.video:
         from mGPT.render.video import render_video
 
         video = render_video(params, Path(args.video), kinematics=module.kinematics, caption=args.text,
-                             fps=cfg.DATASET.TARGET_FPS, avatar=cfg.RENDER.AVATAR, size=tuple(cfg.RENDER.SIZE),
-                             view=cfg.RENDER.VIEW)
+                             fps=module.fps, avatar=cfg.RENDER.AVATAR, size=tuple(cfg.RENDER.SIZE),
+                             view=cfg.RENDER.VIEW)  # fps: the rate the checkpoint was trained at
         print(f"video: {video}")
 
 

@@ -20,17 +20,20 @@ from omegaconf import DictConfig
 from mGPT.config import cache_dir, evaluation_dir, parse_args
 from mGPT.data.arabic import tokenize_words
 from mGPT.data.features import features_to_smplx, reference_params
-from mGPT.data.prepare import PackedSplit, load_cache, load_stats
+from mGPT.data.prepare import PackedSplit, load_stats
 from mGPT.errors import run_cli
 from mGPT.files import writable_dir
 from mGPT.kinematics import Kinematics, build_kinematics
 from mGPT.metrics.sign_metrics import ReconstructionMetrics, SignDTWMetrics
+from mGPT.models.datamodule import load_split
 
 
 def reference_clips(cfg: DictConfig, split: PackedSplit) -> list[np.ndarray]:
     """Each clip as test.py sees it: length rules applied, (T, 179)."""
     data = cfg.DATASET
-    return [reference_params(split.clip(i), data.MIN_FRAMES, data.MAX_FRAMES) for i in range(len(split))]
+    frames_per_code = 2 ** cfg.VQ.BODY.DOWN_T  # the configured tokenizer's (DETO refuses parts that differ)
+    return [reference_params(split.clip(i), data.MIN_FRAMES, data.MAX_FRAMES, frames_per_code)
+            for i in range(len(split))]
 
 
 def nearest_neighbour(text: str, train_words: list[set[str]]) -> int:
@@ -63,13 +66,13 @@ def main() -> None:
     kinematics = build_kinematics(cfg.KINEMATICS.BACKEND, cfg.KINEMATICS.SMPLX_DIR)
     stats = load_stats(cache_dir(cfg))
     mean_frame = features_to_smplx(stats["mean133"].astype(np.float32))  # (179,)
-    test = load_cache(cache_dir(cfg), cfg.TEST.SPLIT)
+    test = load_split(cfg, cfg.TEST.SPLIT)
     refs = reference_clips(cfg, test)
     if cfg.STAGE == "vae":
         results = {"mean_pose": reconstruction_baseline(kinematics, mean_frame, refs)}
         unit = "mm, over all frames"
     else:
-        train = load_cache(cache_dir(cfg), "train")
+        train = load_split(cfg, "train")
         train_words = [set(tokenize_words(t)) for t in train.texts]
         neighbours = [nearest_neighbour(t, train_words) for t in test.texts]
         train_refs = reference_clips(cfg, train)

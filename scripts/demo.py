@@ -36,7 +36,8 @@ def main() -> int:
     timings = {
         "sample data": step("1/9 synthetic Isharah-layout sample", [py, "-m", "mGPT.data.synthetic", "--out", DATA],
                             skip_if=f"{DATA}/train"),
-        "cache": step("2/9 packed cache", [py, "-m", "mGPT.data.prepare", "--data-root", DATA]),
+        "cache": step("2/9 packed cache", [py, "-m", "mGPT.data.prepare", "--cfg", TOKENIZER_CFG,
+                                            "--data-root", DATA]),
         "tokenizer train": step("3/9 train the tokenizer (stage 1)", [py, "train.py", "--cfg", TOKENIZER_CFG]),
         "tokenizer test": step("4/9 test the tokenizer", [py, "test.py", "--cfg", TOKENIZER_CFG]),
         "codes": step("5/9 motion codes", [py, "scripts/get_motion_code.py", "--cfg", GENERATOR_CFG]),

@@ -2,8 +2,9 @@
 
     python scripts/get_motion_code.py --cfg configs/soke.yaml [KEY=value ...]
 
-Reads the packed cache, applies the length rules, and writes codes (T/4, 3) = [body, lhand, rhand] per clip
-to DATASET.CODES_PATH (default <cache>/codes.npz), stamped with the tokenizer's fingerprint.
+Reads the packed cache, applies the length rules (multiples of the tokenizer's frames per code F = 2**DOWN_T),
+and writes codes (T/F, 3) = [body, lhand, rhand] per clip to DATASET.CODES_PATH (default <cache>/codes.npz),
+stamped with the tokenizer's fingerprint.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import torch
 from tqdm import tqdm
 
 from mGPT.archs.deto import DETO, load_tokenizer
-from mGPT.config import cache_dir, codes_path, parse_args
+from mGPT.config import codes_path, parse_args
 from mGPT.data.codes import save_codes
 from mGPT.data.features import clip_features
-from mGPT.data.prepare import PackedSplit, load_cache
+from mGPT.data.prepare import PackedSplit
 from mGPT.errors import CheckpointError, run_cli
+from mGPT.models.datamodule import load_split
 
 SPLITS = ("train", "val", "test")
 BATCH = 32
@@ -29,8 +31,9 @@ BATCH = 32
 @torch.no_grad()
 def encode_split(tokenizer: DETO, packed: PackedSplit, min_frames: int, max_frames: int,
                  device: torch.device, desc: str) -> list[np.ndarray]:
-    """Codes (T_i/4, 3) per clip; clips of equal length are encoded together."""
-    features = [clip_features(packed.clip(i), min_frames, max_frames) for i in range(len(packed))]
+    """Codes (T_i/F, 3) per clip, F = tokenizer.frames_per_code; clips of equal length are encoded together."""
+    features = [clip_features(packed.clip(i), min_frames, max_frames, tokenizer.frames_per_code)
+                for i in range(len(packed))]
     by_length: dict[int, list[int]] = defaultdict(list)
     for i, clip in enumerate(features):
         by_length[len(clip)].append(i)
@@ -54,7 +57,7 @@ def main() -> None:
     tokenizer = load_tokenizer(cfg.TRAIN.PRETRAINED_VAE, cfg.DATASET.MEAN_PATH, cfg.DATASET.STD_PATH).to(device)
     splits, names = {}, {}
     for split in SPLITS:
-        packed = load_cache(cache_dir(cfg), split)
+        packed = load_split(cfg, split)
         splits[split] = encode_split(tokenizer, packed, cfg.DATASET.MIN_FRAMES, cfg.DATASET.MAX_FRAMES, device, split)
         names[split] = list(packed.names)
     path = save_codes(codes_path(cfg), splits, names, tokenizer.fingerprint())

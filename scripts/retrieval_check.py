@@ -82,7 +82,7 @@ def main() -> None:
     checkpoint = trained_checkpoint(cfg)
     module = GeneratorModule.from_checkpoint(checkpoint, cfg)
     dictionary = load_dictionary(cfg, module.fingerprint)
-    data = SignDataModule(cfg, fingerprint=module.fingerprint)
+    data = SignDataModule(cfg, fingerprint=module.fingerprint, frames_per_code=module.tokenizer.frames_per_code)
     trainer = pl.Trainer(accelerator=cfg.ACCELERATOR, devices=1, precision=cfg.PRECISION, logger=False,
                          enable_progress_bar=False, enable_model_summary=False)
     per_sample = {}

@@ -98,3 +98,9 @@ def test_parse_args_reads_cfg_and_overrides(tmp_path):
 def test_shipped_configs_load(name):
     cfg = load_config(CONFIG_DIR / name)
     assert cfg.STAGE in ("vae", "lm")
+
+
+def test_lm_tgt_lang_is_no_key(tmp_path):
+    """The ar_SSL token that starts decoding has no text form: a key naming it would do nothing."""
+    with pytest.raises(ConfigError, match="unknown config key LM.TGT_LANG"):
+        load_config(CONFIG_DIR / "soke.yaml", ["LM.TGT_LANG=ar_SSL"])

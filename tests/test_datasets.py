@@ -8,7 +8,7 @@ from mGPT.data.datasets import CodeTextDataset, MotionDataset, collate_motion, c
 from mGPT.data.features import features_to_smplx, smplx_to_features
 from mGPT.data.prepare import PackedSplit, build_cache, load_cache, load_stats
 from mGPT.data.synthetic import generate_dataset
-from mGPT.errors import DataError
+from mGPT.errors import ConfigError, DataError
 
 LENGTHS = [10, 50, 403, 44]
 FIRST_FEATURE = 36  # frame number 36 is feature dim 0 (neck, first number)
@@ -175,3 +175,14 @@ def test_text_codes_without_clips_or_dictionary_and_their_batches():
         CodeTextDataset(packed.names, packed.texts, codes, clips=PackedSplit(
             packed.frames, packed.offsets[:2], packed.lengths[:2], packed.names[:2], packed.texts[:2],
             packed.source_fps[:2], 24.0))
+
+
+def test_clips_are_cut_to_the_tokenizers_frames_per_code():
+    """A tokenizer with DOWN_T 3 codes 8 frames per step: whole clips become multiples of 8."""
+    dataset = MotionDataset(packed_split(), *IDENTITY, frames_per_code=8)
+    items = [dataset[i] for i in range(4)]
+    assert [item["length"] for item in items] == [40, 48, 400, 40]  # 10 up, 50 -> 48, 403 down, 44 -> 40
+    torch.testing.assert_close(items[3]["motion"][:, 0], torch.arange(2.0, 42.0))  # centre 40 of 44
+    assert MotionDataset(packed_split(), *IDENTITY, window=16, frames_per_code=8)[2]["length"] == 16
+    with pytest.raises(ConfigError, match="DATASET.WINDOW.*60 frames is not a multiple of the tokenizer's 8"):
+        MotionDataset(packed_split(), *IDENTITY, window=60, frames_per_code=8)

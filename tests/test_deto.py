@@ -341,3 +341,22 @@ def test_checkpoint_without_tokenizer_weights_is_refused(tmp_path):
     torch.save(torch.ones(179), tmp_path / "std.pt")
     with pytest.raises(CheckpointError, match="rhand_vae.encoder.model.0.weight"):
         load_tokenizer(tmp_path / "partial.ckpt", tmp_path / "mean.pt", tmp_path / "std.pt")
+
+
+def test_frames_per_code_follows_down_t_and_sets_encoded_and_decoded_lengths():
+    """DOWN_T 3: one code per 8 frames, for encoding and decoding alike."""
+    parts = [{**vq_kwargs(n, c), "down_t": 3} for n, c in ((43, 8), (45, 12), (45, 12))]
+    deto = DETO(*parts, torch.zeros(133), torch.ones(133)).eval()
+    assert deto.frames_per_code == 8 and tiny_deto().frames_per_code == 4
+    codes = deto.encode(torch.randn(2, 48, 133))
+    assert codes.shape == (2, 6, 3)
+    assert deto.decode(codes[:, :5]).shape == (2, 40, 133)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        deto.encode(torch.randn(1, 44, 133))
+
+
+def test_parts_with_different_down_t_are_refused():
+    sizes = ((43, 8), (45, 12), (45, 12))
+    parts = [{**vq_kwargs(n, c), "down_t": d} for (n, c), d in zip(sizes, (2, 3, 2), strict=True)]
+    with pytest.raises(ConfigError, match=r"DOWN_T must be equal \(got body 2, lhand 3, rhand 2\)"):
+        DETO(*parts, torch.zeros(133), torch.ones(133))

@@ -5,6 +5,7 @@ import torch
 from mGPT.data.features import (
     SOKE_BETAS,
     apply_length_rules,
+    clip_features,
     denormalize,
     features_to_smplx,
     merge_parts,
@@ -184,3 +185,18 @@ def test_length_rules():
     just_over = apply_length_rules(np.arange(401.0)[:, None])[:, 0]
     assert just_over.shape == (400,) and just_over[-1] == 400
     assert apply_length_rules(torch.zeros(2, 41, 5)).shape == (2, 40, 5)
+
+
+def test_length_rules_follow_the_tokenizers_frames_per_code():
+    """DOWN_T 3: clips become multiples of 8, and the resampling targets are multiples of 8 too."""
+    odd = np.arange(47.0)[:, None]  # 7 frames over 40: drop 3 at the start, 4 at the end
+    np.testing.assert_array_equal(apply_length_rules(odd, multiple=8)[:, 0], np.arange(3, 43))
+    np.testing.assert_array_equal(apply_length_rules(np.arange(48.0)[:, None], multiple=8)[:, 0], np.arange(48))
+    assert apply_length_rules(np.zeros((30, 1)), multiple=8).shape == (40, 1)
+    assert apply_length_rules(np.zeros((401, 1)), multiple=8).shape == (400, 1)
+    # limits that are no multiple of it are rounded inwards, so every result encodes to whole codes
+    assert apply_length_rules(np.zeros((30, 1)), 36, 400, multiple=8).shape == (40, 1)
+    assert apply_length_rules(np.zeros((500, 1)), 40, 404, multiple=8).shape == (400, 1)
+    for length in range(1, 460, 7):
+        assert len(apply_length_rules(np.zeros((length, 1)), 36, 404, multiple=8)) % 8 == 0, length
+    assert clip_features(np.zeros((45, 179), np.float32), multiple=8).shape == (40, 133)

@@ -347,3 +347,50 @@ def test_baselines_for_both_stages(run_command, workdir, chain) -> None:
     # a training clip that shares words with the sentence beats standing still
     for key in (f"DTW_MPJPE_PA_{part}" for part in PARTS):
         assert stage2["nearest_neighbour"][key] < stage2["mean_pose"][key], key
+
+
+@pytest.mark.slow
+def test_a_tokenizer_with_down_t_3_sets_every_length(run_command, workdir, small_sample, tiny_mbart, tmp_path) -> None:
+    """DOWN_T 3 (8 frames per code) through the whole chain: clips are cut to multiples of 8, N codes decode
+    to 8N frames, and generation stops at LM.MAX_MOTION_TOKENS x 8 frames."""
+    from mGPT.data.codes import load_codes
+
+    down_t = [f"VQ.{part}.DOWN_T=3" for part in ("BODY", "LHAND", "RHAND")]
+    run_command([REPO / "train.py", "--cfg", DEMO_DETO, *tokenizer_overrides(small_sample, "deto_down8"), *down_t,
+                 "TRAIN.MAX_EPOCHS=1", "TRAIN.VAL_EVERY_N_EPOCHS=1"])
+    tokenizer_ckpt = workdir / "experiments" / "mgpt" / "deto_down8" / "checkpoints" / "last.ckpt"
+    tokenizer = load_tokenizer(tokenizer_ckpt)
+    assert tokenizer.frames_per_code == 8
+    codes_file, dictionary = tmp_path / "codes.npz", tmp_path / "sign_dictionary.json"
+    stage2 = [*generator_overrides(small_sample, tokenizer_ckpt, tiny_mbart, "soke_down8"),
+              f"DATASET.CODES_PATH={codes_file}", f"DATASET.DICTIONARY_PATH={dictionary}"]
+    run_command([REPO / "scripts" / "get_motion_code.py", "--cfg", DEMO_SOKE, *stage2])
+    run_command([REPO / "scripts" / "build_dictionary.py", "--tokenizer", tokenizer_ckpt, "--data-root", small_sample,
+                 "--out", dictionary])
+    test = load_cache(small_sample / "_cache", "test")
+    codes = load_codes(codes_file, "test", tokenizer.fingerprint())
+    for i in range(len(test)):
+        assert codes.clip(i).shape == (len(apply_length_rules(test.clip(i), 40, 400, 8)) // 8, 3)
+    entries = json.loads(dictionary.read_text(encoding="utf-8"))
+    entries.pop("_tokenizer")
+    assert entries and all(len(entry["body"]) >= 5 for entry in entries.values())  # 40 frames or more: 5 codes
+
+    run_command([REPO / "train.py", "--cfg", DEMO_SOKE, *stage2, "TRAIN.MAX_EPOCHS=1",
+                 "TRAIN.VAL_EVERY_N_EPOCHS=1", "TRAIN.GEN_VAL_EVERY_N_EPOCHS=1"])
+    run_command([REPO / "test.py", "--cfg", DEMO_SOKE, *stage2, "TEST.SAVE_PREDICTIONS=true"])
+    results = workdir / "results" / "mgpt" / "soke_down8" / "test_rank_0"
+    for i, name in enumerate(test.names):
+        with open(results / f"{name}.pkl", "rb") as f:
+            record = pickle.load(f)
+        generated = np.asarray(record["codes"])
+        assert 1 <= len(generated) <= 8  # LM.MAX_MOTION_TOKENS=8 steps: at most 64 frames
+        check_smplx_dict(record["generated"], frames=8 * len(generated))
+        expected = features_to_smplx(tokenizer.decode(torch.from_numpy(generated)[None])[0]).numpy()
+        np.testing.assert_allclose(stacked(record["generated"]), expected, atol=1e-5)
+        reference = features_to_smplx(smplx_to_features(apply_length_rules(test.clip(i), 40, 400, 8)))
+        np.testing.assert_allclose(stacked(record["reference"]), reference, atol=1e-6)
+
+    # the cache was packed at 24 fps: a config that says otherwise is refused, naming both and the fix
+    result = run_command([REPO / "test.py", "--cfg", DEMO_SOKE, *stage2, "DATASET.TARGET_FPS=12"], expect=2)
+    assert (f"the packed cache {small_sample / '_cache' / 'test'} has a frame rate of 24 fps, but "
+            "DATASET.TARGET_FPS is 12 fps") in result.stderr

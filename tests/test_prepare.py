@@ -318,3 +318,54 @@ def test_stale_stats_raise(built, tmp_path):
     np.savez(copy / "stats.npz", **stats)
     with pytest.raises(DataError, match="stats.npz"):
         load_stats(copy)
+
+
+def index_of(cache, split="train") -> dict:
+    return json.loads((cache / split / "index.json").read_text(encoding="utf-8"))
+
+
+def test_prepare_takes_frame_rate_and_length_limit_from_the_config(data_root, tmp_path, capsys):
+    config = tmp_path / "slow.yaml"
+    config.write_text(f"DATASET:\n  DATA_ROOT: {data_root}\n  TARGET_FPS: 12\n  MAX_SECONDS: 3.5\n")
+    assert main(["--cfg", str(config), "--splits", "train"]) == 0
+    cache = default_cache_dir(data_root)  # DATASET.DATA_ROOT, and no DATASET.CACHE_DIR
+    index = index_of(cache)
+    assert (index["target_fps"], index["max_seconds"]) == (12, 3.5)
+    table = read_split_csv(split_csv_path(data_root, "train"))
+    durations = table["END_REALIGNED"] - table["START_REALIGNED"]
+    assert index["names"] == list(table["SENTENCE_NAME"][durations < 3.5])
+    assert 0 < len(index["names"]) < len(table)  # the limit is one that drops some clips
+    packed = load_cache(cache, "train")
+    assert (packed.target_fps, packed.max_seconds) == (12, 3.5)
+    assert same_clips(packed, source_truth(data_root, "train", packed, target_fps=12))
+
+    # a flag overrides its key, the other key still comes from the config
+    out = tmp_path / "flagged"
+    assert main(["--cfg", str(config), "--out", str(out), "--splits", "train", "--target-fps", "10"]) == 0
+    assert (index_of(out)["target_fps"], index_of(out)["max_seconds"]) == (10, 3.5)
+    # no --cfg: configs/default.yaml, 24 fps and 30 s
+    assert main(["--data-root", str(data_root), "--out", str(tmp_path / "plain"), "--splits", "train"]) == 0
+    assert (index_of(tmp_path / "plain")["target_fps"], index_of(tmp_path / "plain")["max_seconds"]) == (24, 30)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("DATASET.TARGET_FPS=12", "has a frame rate of 24 fps, but DATASET.TARGET_FPS is 12 fps"),
+    ("DATASET.MAX_SECONDS=20", "has a clip length limit of 30 s, but DATASET.MAX_SECONDS is 20 s"),
+])
+def test_a_config_that_disagrees_with_the_cache_is_refused(built, override, message):
+    from mGPT.config import CONFIG_DIR, load_config
+    from mGPT.errors import ConfigError
+    from mGPT.models.datamodule import SignDataModule
+
+    root, cache, _ = built
+    cfg = load_config(CONFIG_DIR / "deto.yaml", [f"DATASET.DATA_ROOT={root}", f"DATASET.CACHE_DIR={cache}",
+                                                 override])
+    stats = load_stats(cache)
+    data = SignDataModule(cfg, stats["mean133"], stats["std133"])
+    with pytest.raises(ConfigError) as error:
+        data.dataset("train")
+    text = str(error.value)
+    assert f"the packed cache {cache / 'train'} {message}" in text
+    assert "python -m mGPT.data.prepare --cfg" in text and "or set DATASET." in text
+    agreeing = load_config(CONFIG_DIR / "deto.yaml", [f"DATASET.DATA_ROOT={root}", f"DATASET.CACHE_DIR={cache}"])
+    assert len(SignDataModule(agreeing, stats["mean133"], stats["std133"]).dataset("train")) > 0

@@ -1,5 +1,6 @@
 import json
 import logging
+import resource
 from pathlib import Path
 
 import numpy as np
@@ -169,6 +170,8 @@ class FakeSplit:
 class FakeTokenizer:
     """Codes per 4 frames: [frame number of the step's first frame, clip id, number of frames]."""
 
+    frames_per_code = 4
+
     def __init__(self) -> None:
         self.batch_shapes: list[tuple[int, ...]] = []
 
@@ -251,3 +254,26 @@ def test_build_dictionary_command(tmp_path: Path, capsys: pytest.CaptureFixture,
         codes = dictionary.get(word)
         assert codes.shape[1] == 3 and 10 <= len(codes) <= 100  # 40..400 frames, 4 per code
         assert codes[:, 0].max() < 16 and codes[:, 1:].max() < 24
+
+
+def test_a_save_that_fails_midway_keeps_the_old_dictionary(tmp_path: Path) -> None:
+    """The disk takes only 4 kB: the new file breaks off while written, and the old one must survive whole."""
+    path = tmp_path / "dictionary.json"
+    old = SignDictionary({"قلم": np.arange(6).reshape(2, 3)}, "old-tokenizer")
+    old.save(path)
+    saved = path.read_bytes()
+    words = ["كتاب", "بيت", "مدرسه", "سياره", "شمس", "قمر", "باب", "ولد"]
+    new = SignDictionary({word: np.full((100, 3), 100 + i) for i, word in enumerate(words)}, "new-tokenizer")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))  # Python ignores SIGXFSZ: writes fail with EFBIG
+    try:
+        with pytest.raises(OSError, match="File too large"):
+            new.save(path)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert path.read_bytes() == saved
+    loaded = SignDictionary.load(path)
+    assert loaded.tokenizer_fingerprint == "old-tokenizer" and list(loaded) == ["قلم"]
+    assert [p.name for p in tmp_path.iterdir()] == ["dictionary.json"]  # no temp file left behind
+    new.save(path)  # with room again the new one replaces it
+    assert SignDictionary.load(path).tokenizer_fingerprint == "new-tokenizer"

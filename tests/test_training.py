@@ -25,7 +25,7 @@ from mGPT.data.prepare import load_cache, load_stats
 from mGPT.errors import CheckpointError
 from mGPT.layout import PARTS
 from mGPT.models.checkpoints import trained_checkpoint
-from mGPT.models.lm_module import GENERATION_MONITOR
+from mGPT.models.lm_module import GENERATION_MONITOR, GeneratorModule
 from mGPT.models.vae_module import TokenizerModule
 from train import build_callbacks, build_trainer
 
@@ -284,3 +284,51 @@ def test_stage1_test_scores_every_clip_in_mm(run_command, workdir, small_sample,
     for key in keys:
         weighted = sum(scores[n][key] * frames[n] for n in frames) / sum(frames.values())
         assert summary["means_mm"][key] == pytest.approx(weighted, rel=1e-4), key
+
+
+# ---------------------------------------------------------------- stage 2 pieces, in process
+
+
+def random_codes(steps: int) -> torch.Tensor:
+    """(steps, 3) codes inside the tiny tokenizer's codebooks (96, 192, 192)."""
+    return torch.stack([torch.randint(0, size, (steps,)) for size in (96, 192, 192)], dim=1)
+
+
+def test_train_and_val_loss_are_the_same_head_weighted_sum(tiny_mbart, monkeypatch) -> None:
+    cfg = load_config(DEMO_SOKE, [f"LM.MBART_PATH={tiny_mbart}", "LOSS.HEAD_WEIGHTS=[1.0,0.5,2.0]",
+                                  "TRAIN.GEN_VAL_EVERY_N_EPOCHS=5"])
+    module = GeneratorModule(cfg, tiny_deto()).eval()  # no dropout: both steps see the same network
+    logged: dict[str, torch.Tensor] = {}
+    monkeypatch.setattr(module, "log", lambda name, value, **kwargs: logged.__setitem__(name, value))
+    monkeypatch.setattr(module, "log_dict", lambda values, **kwargs: logged.update(values))
+    torch.manual_seed(0)
+    batch = {"texts": ["أنا أذهب إلى المدرسة", "الكتاب على الطاولة"], "codes": [random_codes(5), random_codes(3)],
+             "keywords": [None, None]}
+
+    loss = module.training_step(batch, 0)
+    assert logged["train/loss"] is loss
+    module.validation_step(batch, 0)
+    heads = [logged[f"val/loss_{part}"] for part in PARTS]
+    weighted = 1.0 * heads[0] + 0.5 * heads[1] + 2.0 * heads[2]
+    torch.testing.assert_close(logged["val/loss"], weighted)
+    torch.testing.assert_close(loss, weighted)
+    assert abs(float((sum(heads) - weighted).detach())) > 1e-3  # the weights matter for this batch
+
+
+def test_generator_checkpoint_keeps_its_frame_rate_and_frame_limit(tiny_mbart, tmp_path) -> None:
+    """The rate a generator was trained at travels with it; its frame limit is steps x the tokenizer's frames."""
+    parts = [{"nfeats": n, "code_num": c, **TINY_PART, "down_t": 3} for n, c in ((43, 96), (45, 192), (45, 192))]
+    tokenizer = DETO(*parts, np.zeros(133, np.float32), np.ones(133, np.float32))
+    cfg = load_config(DEMO_SOKE, [f"LM.MBART_PATH={tiny_mbart}", "DATASET.TARGET_FPS=20",
+                                  "LM.MAX_MOTION_TOKENS=12"])
+    module = GeneratorModule(cfg, tokenizer)
+    assert module.fps == 20
+    assert module.generator.frames_per_code == 8 and module.generator.max_frames == 96
+    checkpoint = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, tmp_path / "generator.ckpt")
+
+    later = load_config(DEMO_SOKE, [f"LM.MBART_PATH={tiny_mbart}"])  # DATASET.TARGET_FPS: 24
+    loaded = GeneratorModule.from_checkpoint(tmp_path / "generator.ckpt", later)
+    assert loaded.fps == 20 and loaded.tokenizer.frames_per_code == 8
+    assert loaded.generator.max_frames == 100 * 8

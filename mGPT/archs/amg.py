@@ -71,7 +71,13 @@ def load_mbart(mbart_dir: str | Path, src_lang: str) -> tuple[MBartTokenizer, MB
 
 
 class SignGenerator(nn.Module):
-    """Text (plus retrieved keyword signs) -> sign codes (N, 3) = [body, lhand, rhand] per 4 frames."""
+    """Text (plus retrieved keyword signs) -> sign codes (N, 3) = [body, lhand, rhand] per step.
+
+    One step is one code of each part, `frames_per_code` frames of motion (the tokenizer's 2**DOWN_T): at
+    most max_motion_tokens steps, so at most `max_frames` frames, come out. The training loss is the sum of
+    the three heads' cross-entropies weighted by `head_weights` (LOSS.HEAD_WEIGHTS), the same for training
+    and validation.
+    """
 
     def __init__(
         self,
@@ -79,10 +85,10 @@ class SignGenerator(nn.Module):
         codebook_sizes: Sequence[int] = (96, 192, 192),
         hand_weight: float = 0.4,
         src_lang: str = "ar_AR",
-        tgt_lang: str = "ar_SSL",
         max_text_tokens: int = 256,
         max_motion_tokens: int = 100,
         head_weights: Sequence[float] = (1.0, 1.0, 1.0),
+        frames_per_code: int = 4,
     ):
         super().__init__()
         if len(codebook_sizes) != 3 or min(codebook_sizes) < 1:
@@ -92,6 +98,8 @@ class SignGenerator(nn.Module):
             raise ConfigError(f"hand_weight (LM.HAND_WEIGHT) must lie in [0, 0.5], got {hand_weight}")
         if len(head_weights) != 3:
             raise ConfigError(f"head_weights (LOSS.HEAD_WEIGHTS) must be 3 numbers, got {head_weights}")
+        if frames_per_code < 1:
+            raise ConfigError(f"frames_per_code (the tokenizer's 2**DOWN_T) must be positive, got {frames_per_code}")
         if min(max_text_tokens, max_motion_tokens) < 1:
             raise ConfigError(f"LM.MAX_TEXT_TOKENS ({max_text_tokens}) and LM.MAX_MOTION_TOKENS "
                               f"({max_motion_tokens}) must both be positive")
@@ -99,9 +107,9 @@ class SignGenerator(nn.Module):
         self._codebook_sizes = tuple(int(n) for n in codebook_sizes)
         self.hand_weight = float(hand_weight)
         self.head_weights = tuple(float(w) for w in head_weights)
-        self.tgt_lang = tgt_lang
         self.max_text_tokens = int(max_text_tokens)
         self.max_motion_tokens = int(max_motion_tokens)
+        self.frames_per_code = int(frames_per_code)
 
         self.tokenizer, self.mbart = load_mbart(self.mbart_dir, src_lang)
         positions = self.mbart.config.max_position_embeddings
@@ -118,7 +126,7 @@ class SignGenerator(nn.Module):
                        self.tokenizer.convert_tokens_to_ids(src_lang)]
         self.pad_row, self.eos_row, self.src_lang_row = self.vocab_lookup[special_ids].tolist()
 
-        self.tgt_lang_row = base_rows
+        self.tgt_lang_row = base_rows  # the ar_SSL token that starts every target (SPEC 4); it has no text form
         first = base_rows + 1
         for part, size in zip(PARTS, self._codebook_sizes, strict=True):
             token_ids = torch.arange(first, first + size + EXTRA_TOKENS)
@@ -136,6 +144,11 @@ class SignGenerator(nn.Module):
     @property
     def codebook_sizes(self) -> tuple[int, int, int]:
         return self._codebook_sizes
+
+    @property
+    def max_frames(self) -> int:
+        """The most frames one generated sequence can decode to: max_motion_tokens steps x frames_per_code."""
+        return self.max_motion_tokens * self.frames_per_code
 
     @property
     def device(self) -> torch.device:
@@ -287,10 +300,11 @@ class SignGenerator(nn.Module):
         keywords: Sequence[Keywords | None] | None = None,
         sources: Sequence[torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Teacher-forced losses: three cross-entropies over non-padding labels, and token accuracies.
+        """Teacher-forced losses and token accuracies.
 
-        sources: encode_sources(texts, keywords), computed beforehand; then texts and keywords are not
-        tokenised again.
+        loss_<part> is each head's cross-entropy over non-padding labels; loss is their sum weighted by
+        head_weights, the one number both training and validation report. sources: encode_sources(texts,
+        keywords), computed beforehand; then texts and keywords are not tokenised again.
         """
         if len(codes) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(codes)} code sequences")

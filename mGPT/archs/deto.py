@@ -1,7 +1,9 @@
 """DETO, the decoupled sign tokenizer: three independent VQ-VAEs for body, left hand and right hand.
 
-A (B, T, 133) sign feature becomes (B, T/4, 3) codes [body, lhand, rhand] and back. The tokenizer owns the
-mean/std it was trained with, because its codes only mean something for features normalised that way.
+A (B, T, 133) sign feature becomes (B, T/F, 3) codes [body, lhand, rhand] and back, F = frames_per_code =
+2**DOWN_T (4 in SOKE), equal for the three parts. Everything that cuts clip lengths or turns codes back into
+frames takes F from the tokenizer. The tokenizer owns the mean/std it was trained with, because its codes
+only mean something for features normalised that way.
 
 `load_tokenizer` reads either our stage-1 checkpoint (weights, config and statistics in one file) or SOKE's
 released one (weights only; SOKE's mean.pt / std.pt must be given alongside).
@@ -47,6 +49,15 @@ class DETO(nn.Module):
                     f"{PART_DIMS[part]} features; give nfeats=mGPT.layout.PART_DIMS[{part!r}] "
                     "(mGPT.config.vq_kwargs does)"
                 )
+        down_t = {part: kwargs.get("down_t", 2) for part, kwargs in zip(PARTS, (body, lhand, rhand), strict=True)}
+        if len(set(down_t.values())) != 1:
+            # one step of codes is one [body, lhand, rhand] triplet: the three must cover the same frames
+            raise ConfigError(
+                "VQ.BODY.DOWN_T, VQ.LHAND.DOWN_T and VQ.RHAND.DOWN_T must be equal (got "
+                + ", ".join(f"{part} {value}" for part, value in down_t.items())
+                + "): each code step is one body, left-hand and right-hand code for the same frames; "
+                "set the same DOWN_T in configs/vq/{body,lhand,rhand}.yaml"
+            )
         self.vae = VQVAE(**body)
         self.hand_vae = VQVAE(**lhand)
         self.rhand_vae = VQVAE(**rhand)
@@ -58,6 +69,11 @@ class DETO(nn.Module):
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
         self.load_report: LoadReport | None = None
+
+    @property
+    def frames_per_code(self) -> int:
+        """Frames per code step (2**DOWN_T): clips must be multiples of it, N codes decode to N times it."""
+        return self.vae.frames_per_code
 
     def part_vaes(self) -> dict[str, VQVAE]:
         return {part: getattr(self, PART_MODULES[part]) for part in PARTS}
@@ -86,7 +102,7 @@ class DETO(nn.Module):
 
     @torch.no_grad()
     def encode(self, features: torch.Tensor) -> torch.Tensor:
-        """Raw (not normalised) features (B, T, 133), T a multiple of 4 -> codes (B, T/4, 3) long.
+        """Raw (not normalised) features (B, T, 133), T a multiple of frames_per_code -> codes (B, T/F, 3) long.
 
         Columns are body, left hand, right hand. The codebooks are never updated here.
         """
@@ -94,18 +110,18 @@ class DETO(nn.Module):
         _check_features(features)
         parts = split_parts(self.normalize(features))
         codes = [vae.encode(part_x) for vae, part_x in zip(self.part_vaes().values(), parts, strict=True)]
-        return torch.stack(codes, dim=-1)  # (B, T/4, 3)
+        return torch.stack(codes, dim=-1)  # (B, T/F, 3)
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes (B, N, 3) long [body, lhand, rhand] -> raw features (B, 4N, 133)."""
+        """Codes (B, N, 3) long [body, lhand, rhand] -> raw features (B, N * frames_per_code, 133)."""
         codes = torch.as_tensor(codes, device=self.mean.device)
         if codes.dim() != 3 or codes.shape[-1] != 3:
             raise ValueError(f"expected codes of shape (B, N, 3) [body, lhand, rhand], got {tuple(codes.shape)}")
         parts = []
         for i, (part, vae) in enumerate(self.part_vaes().items()):
             try:
-                parts.append(vae.decode(codes[..., i].long()))  # (B, 4N, F_part)
+                parts.append(vae.decode(codes[..., i].long()))  # (B, N * frames_per_code, F_part)
             except ValueError as err:
                 raise ValueError(f"{part} codes (column {i}): {err}") from err
         return self.denormalize(merge_parts(*parts).float())

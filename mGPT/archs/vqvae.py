@@ -242,7 +242,7 @@ class VQVAE(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x: normalized features (B, T, F) -> (reconstruction (B, T, F), commit loss, perplexity)."""
         self._check_input(x)
-        z = self.encoder(x.permute(0, 2, 1))  # (B, code_dim, T/4)
+        z = self.encoder(x.permute(0, 2, 1))  # (B, code_dim, T / frames_per_code)
         quantized, _, commit_loss, perplexity = self.quantizer(z)
         recon = self.decoder(quantized).permute(0, 2, 1)  # (B, T, F)
         return recon, commit_loss, perplexity
@@ -252,7 +252,7 @@ class VQVAE(nn.Module):
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """x: normalized features (B, T, F) -> codes (B, T/4) long. Never touches the codebook.
+        """x: normalized features (B, T, F) -> codes (B, T / frames_per_code) long. Never touches the codebook.
 
         Runs outside autocast: codes are discrete, so reduced precision could flip them between runs.
         """
@@ -265,7 +265,7 @@ class VQVAE(nn.Module):
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes (B, N) long -> normalized features (B, 4N, F), computed outside autocast like `encode`."""
+        """codes (B, N) long -> normalized features (B, N * frames_per_code, F), outside autocast like `encode`."""
         if codes.dim() != 2:
             raise ValueError(f"expected codes of shape (B, N), got {tuple(codes.shape)}")
         with torch.autocast(device_type=codes.device.type, enabled=False):

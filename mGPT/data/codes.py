@@ -1,4 +1,5 @@
-"""The packed motion-code file that stage 2 trains from: codes (T/4, 3) = [body, lhand, rhand] per clip.
+"""The packed motion-code file that stage 2 trains from: codes (T/F, 3) = [body, lhand, rhand] per clip
+(F = the tokenizer's frames per code).
 
 One .npz next to the cache, per split `<split>/codes` (sum N_i, 3) int16 plus offsets, lengths and names
 in cache order, and the fingerprint of the tokenizer that made them: codes from another tokenizer mean

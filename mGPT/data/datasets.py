@@ -23,7 +23,7 @@ from mGPT.data.features import (
     smplx_to_features,
 )
 from mGPT.data.prepare import PackedSplit
-from mGPT.errors import DataError
+from mGPT.errors import ConfigError, DataError
 from mGPT.layout import FEATURE_DIMS
 
 
@@ -58,16 +58,21 @@ def _feature_stat(values: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
 class MotionDataset(Dataset):
     """Clips of a packed split as normalized 133-dim features.
 
-    window=None gives each whole clip after SOKE's length rules (validation and test). window=W gives
-    W frames: a random crop when random_crop, else the centre; shorter clips are resampled up to W.
+    window=None gives each whole clip after SOKE's length rules (validation and test), a multiple of the
+    tokenizer's frames_per_code. window=W (itself such a multiple) gives W frames: a random crop when
+    random_crop, else the centre; shorter clips are resampled up to W.
     Random crops draw from torch's generator, which DataLoader seeds differently in every worker.
     """
 
     def __init__(self, split: ClipSource, mean133: np.ndarray | torch.Tensor, std133: np.ndarray | torch.Tensor,
                  window: int | None = None, min_frames: int = 40, max_frames: int = 400,
-                 random_crop: bool = False) -> None:
+                 random_crop: bool = False, frames_per_code: int = 4) -> None:
         if window is not None and window <= 0:
             raise ValueError(f"window must be positive or None, got {window}")
+        if window is not None and window % frames_per_code:
+            raise ConfigError(f"the training window (DATASET.WINDOW) of {window} frames is not a multiple of the "
+                              f"tokenizer's {frames_per_code} frames per code (2**DOWN_T); choose a multiple of "
+                              f"{frames_per_code}")
         self.split = split
         self.mean133 = _feature_stat(mean133, "mean133")
         self.std133 = _feature_stat(std133, "std133")
@@ -75,13 +80,14 @@ class MotionDataset(Dataset):
         self.min_frames = min_frames
         self.max_frames = max_frames
         self.random_crop = random_crop
+        self.frames_per_code = frames_per_code
 
     def __len__(self) -> int:
         return len(self.split)
 
     def _crop(self, features: np.ndarray) -> np.ndarray:
         if self.window is None:
-            return apply_length_rules(features, self.min_frames, self.max_frames)
+            return apply_length_rules(features, self.min_frames, self.max_frames, self.frames_per_code)
         length = len(features)
         if length < self.window:
             return resample_length(features, self.window)
@@ -138,7 +144,8 @@ class CodeTextDataset(Dataset):
     def __init__(self, names: Sequence[str], texts: Sequence[str], codes: SplitCodes,
                  clips: ClipSource | None = None, dictionary: SignDictionary | None = None,
                  max_keywords: int = 3, max_triplets: int = 10, min_frames: int = 40,
-                 max_frames: int = 400, source_encoder: SourceEncoder | None = None) -> None:
+                 max_frames: int = 400, source_encoder: SourceEncoder | None = None,
+                 frames_per_code: int = 4) -> None:
         sizes = {"names": len(names), "texts": len(texts), "codes": len(codes)}
         if clips is not None:
             sizes["clips"] = len(clips)
@@ -148,6 +155,7 @@ class CodeTextDataset(Dataset):
         self._dictionary = dictionary
         self.max_keywords, self.max_triplets = max_keywords, max_triplets
         self.min_frames, self.max_frames = min_frames, max_frames
+        self.frames_per_code = frames_per_code  # the tokenizer's: references are cut like the coded clips
         self._keywords: list | None = None
         self._sources: np.ndarray | None = None  # every item's source rows, one after the other
         self._source_offsets: np.ndarray | None = None  # (N + 1,) item i is [offsets[i], offsets[i+1])
@@ -192,7 +200,7 @@ class CodeTextDataset(Dataset):
         return len(self.names)
 
     def reference(self, i: int) -> np.ndarray:  # (T, 179)
-        return reference_params(self.clips.clip(i), self.min_frames, self.max_frames)
+        return reference_params(self.clips.clip(i), self.min_frames, self.max_frames, self.frames_per_code)
 
     def __getitem__(self, i: int) -> dict:
         item = {"index": i, "name": self.names[i], "text": self.texts[i],

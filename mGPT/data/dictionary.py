@@ -5,7 +5,8 @@ File format (JSON), written by scripts/build_dictionary.py:
     {"_tokenizer": "<fingerprint of the tokenizer that made the codes>",
      "<word>": {"body": [int, ...], "lhand": [int, ...], "rhand": [int, ...]}, ...}
 
-The three lists of a word have equal, non-zero length (one entry per 4 frames).
+The three lists of a word have equal, non-zero length (one entry per code step: the tokenizer's
+frames_per_code frames, 4 in SOKE).
 "_tokenizer" is optional; codes are only meaningful with the tokenizer that made them,
 so callers compare it with their tokenizer's fingerprint.
 
@@ -192,7 +193,9 @@ def _entry_codes(path: Path, word: str, entry: object) -> np.ndarray:
 class SignTokenizer(Protocol):
     """What build_dictionary needs from a tokenizer (mGPT.archs.deto.DETO has it)."""
 
-    def encode(self, features: torch.Tensor) -> torch.Tensor: ...  # (B, T, 133) raw -> (B, T/4, 3) long
+    frames_per_code: int  # T must be a multiple of it
+
+    def encode(self, features: torch.Tensor) -> torch.Tensor: ...  # (B, T, 133) raw -> (B, T/F, 3) long
 
     def fingerprint(self) -> str: ...
 
@@ -238,7 +241,7 @@ def build_dictionary(
         )
 
     features = {
-        word: clip_features(split.clip(i), min_frames, max_frames)  # (T, 133)
+        word: clip_features(split.clip(i), min_frames, max_frames, tokenizer.frames_per_code)  # (T, 133)
         for word, i in chosen.items()
     }
     words_of_length: dict[int, list[str]] = defaultdict(list)
@@ -251,7 +254,7 @@ def build_dictionary(
             for start in range(0, len(words), _ENCODE_BATCH):
                 batch_words = words[start : start + _ENCODE_BATCH]
                 batch = torch.from_numpy(np.stack([features[w] for w in batch_words])).float()  # (B, T, 133)
-                codes = tokenizer.encode(batch).cpu().numpy()  # (B, T/4, 3)
+                codes = tokenizer.encode(batch).cpu().numpy()  # (B, T/F, 3)
                 codes_of.update(zip(batch_words, codes, strict=True))
                 bar.update(len(batch_words))
     # In the split's order, not in batch order, so the JSON reads like the dataset.

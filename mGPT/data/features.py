@@ -180,23 +180,33 @@ def resample_length(frames: Array, n: int) -> Array:
 
 def apply_length_rules(frames: Array, min_frames: int = 40, max_frames: int = 400, multiple: int = 4) -> Array:
     """SOKE's clip length rules on (..., T, D): resample up to min_frames or down to max_frames,
-    otherwise centre-crop to a multiple of `multiple` frames (the tokenizer downsamples time by 4)."""
+    otherwise centre-crop to a multiple of `multiple` frames.
+
+    `multiple` is the tokenizer's frames per code (2**DOWN_T, 4 in SOKE), so every result encodes to whole
+    codes. The two resampling targets are rounded inwards to multiples of it (40 and 400 already are for
+    4 and 8).
+    """
+    if multiple < 1:
+        raise ValueError(f"multiple must be positive, got {multiple}")
+    shortest = -(-min_frames // multiple) * multiple
+    longest = max(max_frames // multiple * multiple, shortest)
     length = frames.shape[-2]
-    if length < min_frames:
-        return resample_length(frames, min_frames)
-    if length > max_frames:
-        return resample_length(frames, max_frames)
+    if length < shortest:
+        return resample_length(frames, shortest)
+    if length > longest:
+        return resample_length(frames, longest)
     excess = length % multiple
     start = excess // 2
     return frames[..., start:start + length - excess, :]
 
 
-def clip_features(frames179: Array, min_frames: int = 40, max_frames: int = 400) -> Array:
-    """A stored clip (T, 179) as the models see it: length rules applied, then the 133-dim feature."""
-    return smplx_to_features(apply_length_rules(frames179, min_frames, max_frames))
+def clip_features(frames179: Array, min_frames: int = 40, max_frames: int = 400, multiple: int = 4) -> Array:
+    """A stored clip (T, 179) as the models see it: length rules applied (`multiple` = the tokenizer's
+    frames per code), then the 133-dim feature."""
+    return smplx_to_features(apply_length_rules(frames179, min_frames, max_frames, multiple))
 
 
-def reference_params(frames179: Array, min_frames: int = 40, max_frames: int = 400) -> Array:
+def reference_params(frames179: Array, min_frames: int = 40, max_frames: int = 400, multiple: int = 4) -> Array:
     """What generated motion is scored against: a stored clip (T, 179) as the models see it, back in
     SMPL-X (T', 179) with the dropped numbers set as features_to_smplx sets them."""
-    return features_to_smplx(clip_features(frames179, min_frames, max_frames))
+    return features_to_smplx(clip_features(frames179, min_frames, max_frames, multiple))

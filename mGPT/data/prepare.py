@@ -11,8 +11,13 @@ a mix. The manifest (CSV hash, per-clip fingerprints of file names, sizes and mt
 makes a re-run on unchanged data a no-op, and lets a rebuild copy unchanged clips from the old
 cache instead of reading their pickles again (the slow part on a Drive mount).
 
-    python -m mGPT.data.prepare --data-root DIR [--out DIR] [--splits train val test dictionary]
-        [--target-fps 24] [--max-seconds 30] [--strict] [--check]
+    python -m mGPT.data.prepare [--cfg CONFIG] [--data-root DIR] [--out DIR] [--splits train val test dictionary]
+        [--target-fps FPS] [--max-seconds S] [--strict] [--check]
+
+The frame rate and the length limit come from CONFIG's DATASET.TARGET_FPS and DATASET.MAX_SECONDS
+(default configs/default.yaml: 24 fps, 30 s), as do the data root and the cache folder; the flags
+override them. index.json records what was used: the cache's frame rate is the one every clip, code and
+video runs at, and training or testing with a config that says otherwise is an error.
 """
 
 from __future__ import annotations
@@ -34,9 +39,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from mGPT.config import CONFIG_DIR, load_config
 from mGPT.data.features import resample_to_fps, stats_179_to_133
 from mGPT.data.isharah import pose_dir_path, read_clip, read_split_csv, split_csv_path
-from mGPT.errors import DataError, SaSOKEError, os_error_message
+from mGPT.errors import ConfigError, DataError, SaSOKEError, os_error_message
 from mGPT.files import AtomicFile, atomic_write, atomic_write_text
 from mGPT.layout import FRAME_DIMS, default_cache_dir
 
@@ -58,11 +64,12 @@ class PackedSplit:
     names: list[str]
     texts: list[str]
     source_fps: np.ndarray  # (C,) float64 the CSV frame rate each clip was recorded at
-    target_fps: float
+    target_fps: float  # every clip's frame rate in the cache
     video_ids: list[str] = field(default_factory=list)
     sentence_ids: list[str] = field(default_factory=list)
     fingerprints: list[str] = field(default_factory=list)  # of each clip's pose folder, for rebuilds
     build_id: str = ""  # hash of the manifest the split was built from
+    max_seconds: float | None = None  # clips this long or longer were left out (None: not known)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -109,7 +116,7 @@ class _FramesWriter:
 
 
 def _rerun_hint(cache_dir: Path) -> str:
-    return f"re-run `python -m mGPT.data.prepare --data-root <DATA_ROOT> --out {cache_dir}`"
+    return f"re-run `python -m mGPT.data.prepare --cfg <your config> --data-root <DATA_ROOT> --out {cache_dir}`"
 
 
 def _read_index(split_dir: Path) -> dict:
@@ -139,6 +146,7 @@ def load_cache(cache_dir: str | Path, split: str) -> PackedSplit:
         columns = {key: index[key] for key in ("texts", "video_ids", "sentence_ids", "source_fps",
                                                 "fingerprints")}
         total_frames, target_fps, build_id = int(index["frames"]), float(index["target_fps"]), str(index["build_id"])
+        max_seconds = float(index["max_seconds"])
     except (KeyError, TypeError, ValueError) as error:
         raise DataError(f"{split_dir / 'index.json'}: missing or malformed entry {error}; {hint}") from error
     if any(len(values) != len(names) for values in [offsets, lengths, *columns.values()]):
@@ -163,7 +171,23 @@ def load_cache(cache_dir: str | Path, split: str) -> PackedSplit:
         sentence_ids=[str(sentence_id) for sentence_id in columns["sentence_ids"]],
         source_fps=np.asarray(columns["source_fps"], dtype=np.float64),
         target_fps=target_fps, fingerprints=[str(value) for value in columns["fingerprints"]], build_id=build_id,
+        max_seconds=max_seconds,
     )
+
+
+def check_cache_settings(packed: PackedSplit, split_dir: str | Path, target_fps: float, max_seconds: float) -> None:
+    """ConfigError unless `packed` (the split at split_dir) was built with this frame rate and length limit,
+    the values a run's DATASET.TARGET_FPS and DATASET.MAX_SECONDS name."""
+    settings = (("TARGET_FPS", "target-fps", "frame rate", packed.target_fps, target_fps, " fps"),
+                ("MAX_SECONDS", "max-seconds", "clip length limit", packed.max_seconds, max_seconds, " s"))
+    for key, flag, what, cached, configured, unit in settings:
+        if cached is None or float(cached) == float(configured):
+            continue
+        raise ConfigError(
+            f"the packed cache {split_dir} has a {what} of {cached:g}{unit}, but DATASET.{key} is "
+            f"{configured:g}{unit}. Re-pack it with this config (`python -m mGPT.data.prepare --cfg <your "
+            f"config>`, or --{flag} {configured:g}), or set DATASET.{key}={cached:g} to use the cache as it is"
+        )
 
 
 def load_stats(cache_dir: str | Path) -> dict[str, np.ndarray]:
@@ -488,25 +512,35 @@ def format_report(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Pack Isharah splits into a cache of frames for training.")
-    parser.add_argument("--data-root", required=True, type=Path, help="folder holding train/ val/ test/")
-    parser.add_argument("--out", type=Path, default=None, help="cache folder (default <DATA_ROOT>/_cache)")
+    parser.add_argument("--cfg", type=Path, default=CONFIG_DIR / "default.yaml",
+                        help="config whose DATASET keys give the defaults below (default configs/default.yaml)")
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="folder holding train/ val/ test/ (default DATASET.DATA_ROOT)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="cache folder (default DATASET.CACHE_DIR, else <DATA_ROOT>/_cache)")
     parser.add_argument("--splits", nargs="+", default=list(DEFAULT_SPLITS))
-    parser.add_argument("--target-fps", type=float, default=24)
-    parser.add_argument("--max-seconds", type=float, default=30, help="drop clips this long or longer")
+    parser.add_argument("--target-fps", type=float, default=None, help="default DATASET.TARGET_FPS")
+    parser.add_argument("--max-seconds", type=float, default=None,
+                        help="drop clips this long or longer (default DATASET.MAX_SECONDS)")
     parser.add_argument("--strict", action="store_true", help="stop at the first bad clip")
     parser.add_argument("--check", action="store_true", help="validate and report, write nothing")
     parser.add_argument("--workers", type=int, default=8, help="threads reading pickles")
     args = parser.parse_args(argv)
+    folder = args.out
     try:
-        report = build_cache(args.data_root, args.out, splits=args.splits, target_fps=args.target_fps,
-                             max_seconds=args.max_seconds, strict=args.strict, check_only=args.check,
-                             workers=max(args.workers, 1))
+        data = load_config(args.cfg).DATASET
+        data_root = args.data_root or Path(data.DATA_ROOT)
+        out = args.out or (Path(data.CACHE_DIR) if data.CACHE_DIR else default_cache_dir(data_root))
+        folder = out
+        report = build_cache(data_root, out, splits=args.splits,
+                             target_fps=data.TARGET_FPS if args.target_fps is None else args.target_fps,
+                             max_seconds=data.MAX_SECONDS if args.max_seconds is None else args.max_seconds,
+                             strict=args.strict, check_only=args.check, workers=max(args.workers, 1))
     except SaSOKEError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # a full disk or an --out that cannot be a folder
-        folder = args.out or default_cache_dir(args.data_root)
-        print(f"error: {os_error_message(error, folder)}", file=sys.stderr)
+        print(f"error: {os_error_message(error, folder or args.cfg)}", file=sys.stderr)
         return 2
     print(format_report(report))
     return 0

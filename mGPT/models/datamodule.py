@@ -22,8 +22,16 @@ from mGPT.data.datasets import (
     from_cache,
 )
 from mGPT.data.dictionary import SignDictionary
-from mGPT.data.prepare import load_cache
+from mGPT.data.prepare import PackedSplit, check_cache_settings, load_cache
 from mGPT.errors import DataError
+
+
+def load_split(cfg: DictConfig, split: str) -> PackedSplit:
+    """One split of the configured cache; a ConfigError if it was packed at another DATASET.TARGET_FPS or
+    MAX_SECONDS than the config says (the cache's frame rate is the one every clip and video runs at)."""
+    packed = load_cache(cache_dir(cfg), split)
+    check_cache_settings(packed, cache_dir(cfg) / split, cfg.DATASET.TARGET_FPS, cfg.DATASET.MAX_SECONDS)
+    return packed
 
 
 def load_dictionary(cfg: DictConfig, fingerprint: str) -> SignDictionary | None:
@@ -49,16 +57,18 @@ class SignDataModule(pl.LightningDataModule):
     `clip_source` says where the clips come from: the packed cache (the default) or, for benchmarks,
     anything that reads the same clips another way (bench/soke_style_data.py). With a `source_encoder`
     (the generator's encode_sources; train.py passes it) stage 2 encodes every split's sources once, and
-    trains on batches of similar length (mGPT.data.buckets).
+    trains on batches of similar length (mGPT.data.buckets). frames_per_code is the tokenizer's
+    (2**DOWN_T): clip lengths are cut to multiples of it.
     """
 
     def __init__(self, cfg: DictConfig, mean133: np.ndarray | None = None, std133: np.ndarray | None = None,
                  fingerprint: str | None = None, clip_source: ClipSourceFactory = from_cache,
-                 source_encoder: SourceEncoder | None = None):
+                 source_encoder: SourceEncoder | None = None, frames_per_code: int = 4):
         super().__init__()
         self.cfg, self.mean133, self.std133, self.fingerprint = cfg, mean133, std133, fingerprint
         self.clip_source = clip_source
         self.source_encoder = source_encoder
+        self.frames_per_code = frames_per_code
         self.datasets: dict[str, Dataset] = {}
 
     def dataset(self, split: str) -> Dataset:
@@ -68,13 +78,14 @@ class SignDataModule(pl.LightningDataModule):
 
     def _motion(self, split: str) -> MotionDataset:
         data = self.cfg.DATASET
-        clips = self.clip_source(load_cache(cache_dir(self.cfg), split), split)
+        clips = self.clip_source(load_split(self.cfg, split), split)
         return MotionDataset(clips, self.mean133, self.std133, window=data.WINDOW if split == "train" else None,
-                             min_frames=data.MIN_FRAMES, max_frames=data.MAX_FRAMES, random_crop=split == "train")
+                             min_frames=data.MIN_FRAMES, max_frames=data.MAX_FRAMES, random_crop=split == "train",
+                             frames_per_code=self.frames_per_code)
 
     def _text_codes(self, split: str) -> CodeTextDataset:
         dictionary = load_dictionary(self.cfg, self.fingerprint)
-        packed = load_cache(cache_dir(self.cfg), split)
+        packed = load_split(self.cfg, split)
         codes = load_codes(codes_path(self.cfg), split, self.fingerprint)
         if codes.names != list(packed.names):
             raise DataError(
@@ -89,7 +100,7 @@ class SignDataModule(pl.LightningDataModule):
                                dictionary=dictionary,
                                max_keywords=lm.MAX_KEYWORDS, max_triplets=lm.MAX_TRIPLETS,
                                min_frames=data.MIN_FRAMES, max_frames=data.MAX_FRAMES,
-                               source_encoder=self.source_encoder)
+                               source_encoder=self.source_encoder, frames_per_code=self.frames_per_code)
 
     def _loader(self, split: str, train: bool, batch_size: int) -> DataLoader:
         workers = self.cfg.TRAIN.NUM_WORKERS

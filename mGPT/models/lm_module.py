@@ -27,12 +27,12 @@ GENERATION_MONITOR = "val/DTW_MPJPE_mean"
 
 @torch.no_grad()
 def codes_to_smplx(tokenizer: DETO, codes: list[torch.Tensor]) -> list[np.ndarray]:
-    """Codes (N_i, 3) -> SMPL-X parameters (4 N_i, 179), one clip at a time (no padding leaks)."""
+    """Codes (N_i, 3) -> SMPL-X parameters (N_i * frames_per_code, 179), one clip at a time (no padding leaks)."""
     params = []
     for clip_codes in codes:
         if len(clip_codes) == 0:  # a sample that stopped at once still gets one step, never an empty clip
             clip_codes = torch.zeros(1, 3, dtype=torch.long)
-        features = tokenizer.decode(clip_codes[None].to(tokenizer.mean.device))[0]  # (4N, 133)
+        features = tokenizer.decode(clip_codes[None].to(tokenizer.mean.device))[0]  # (N * frames_per_code, 133)
         params.append(features_to_smplx(features).float().cpu().numpy())
     return params
 
@@ -58,12 +58,16 @@ class GeneratorModule(pl.LightningModule):
         sizes = tuple(self.tokenizer.config()[p]["code_num"] for p in PARTS)
         lm = cfg.LM
         self.generator = SignGenerator(lm.MBART_PATH, codebook_sizes=sizes, hand_weight=lm.HAND_WEIGHT,
-                                       src_lang=lm.SRC_LANG, tgt_lang=lm.TGT_LANG,
-                                       max_text_tokens=lm.MAX_TEXT_TOKENS, max_motion_tokens=lm.MAX_MOTION_TOKENS)
+                                       src_lang=lm.SRC_LANG, max_text_tokens=lm.MAX_TEXT_TOKENS,
+                                       max_motion_tokens=lm.MAX_MOTION_TOKENS,
+                                       head_weights=tuple(cfg.LOSS.HEAD_WEIGHTS),
+                                       frames_per_code=self.tokenizer.frames_per_code)
         self.kinematics = build_kinematics(cfg.KINEMATICS.BACKEND, cfg.KINEMATICS.SMPLX_DIR).requires_grad_(False)
         self.val_metrics = SignDTWMetrics(self.kinematics.parts, dtw=dtw)
         self.test_metrics = SignDTWMetrics(self.kinematics.parts, dtw=dtw)
         self.test_outputs: list[dict] = []
+        # the frame rate of the codes' clips: the cache's, which the data module checks the config against
+        self.fps = float(cfg.DATASET.TARGET_FPS)
         # from_pretrained hands back eval mode and Lightning keeps modes as set: dropout must train
         self.generator.train()
 
@@ -107,6 +111,8 @@ class GeneratorModule(pl.LightningModule):
         cfg = cfg if cfg is not None else OmegaConf.create(meta["config"])
         module = cls(cfg, tokenizer_from_metadata(meta), dtw=dtw, use_kv_cache=use_kv_cache)
         module.load_state_dict(checkpoint["state_dict"], strict=False)
+        # it generates motion at the rate it was trained on, whatever the config now says
+        module.fps = float(meta.get("fps", meta["config"]["DATASET"]["TARGET_FPS"]))
         return module.eval()
 
     @property
@@ -115,10 +121,9 @@ class GeneratorModule(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         out = self.generator(batch["texts"], batch["codes"], batch["keywords"], sources=batch.get("sources"))
-        loss = sum(w * out[f"loss_{p}"] for w, p in zip(self.cfg.LOSS.HEAD_WEIGHTS, PARTS, strict=True))
         self.log_dict({f"train/{k}": v for k, v in out.items() if k != "loss"}, batch_size=len(batch["texts"]))
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["texts"]))
-        return loss
+        self.log("train/loss", out["loss"], prog_bar=True, batch_size=len(batch["texts"]))
+        return out["loss"]
 
     def generate_smplx(self, texts: list[str], keywords: list | None) -> tuple[list[torch.Tensor], list[np.ndarray]]:
         test = self.cfg.TEST
@@ -172,7 +177,7 @@ class GeneratorModule(pl.LightningModule):
             frames = render_video_frames(sample["generated"], kinematics=self.kinematics, caption=sample["text"],
                                          reference_params=sample["reference"], avatar=self.cfg.RENDER.AVATAR,
                                          view=self.cfg.RENDER.VIEW, size=(320, 240))  # (T, H, W, 3) uint8
-            add_gif(experiment, f"val/sample_{k}", frames, self.global_step, fps=self.cfg.DATASET.TARGET_FPS)
+            add_gif(experiment, f"val/sample_{k}", frames, self.global_step, fps=self.fps)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self.test_outputs.extend(self._score_batch(batch, self.test_metrics))
@@ -189,6 +194,7 @@ class GeneratorModule(pl.LightningModule):
             "tokenizer_mean133": meta["mean133"],
             "tokenizer_std133": meta["std133"],
             "tokenizer_fingerprint": meta["fingerprint"],
+            "fps": self.fps,
         }
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
                                     if not k.startswith("kinematics.")}
