@@ -3,7 +3,9 @@
     python test.py --cfg configs/soke.yaml [TEST.CHECKPOINT=path] [TEST.SAVE_VIDEOS=4] ...
 
 Stage 1 (vae): reconstruct every test clip; MPJPE and PA-MPJPE per part in millimetres.
-Stage 2 (lm): generate from the text of every test clip; DTW-MPJPE and DTW-MPJPE-PA per part (SPEC 6).
+Stage 2 (lm): generate from the text of every test clip; DTW-MPJPE and DTW-MPJPE-PA per part (SPEC 6), and with
+TEST.BACK_TRANSLATION=<evaluator checkpoint> the back-translation scores of the generated signing (SPEC 10).
+Evaluator (slt): translate every recorded test clip; BLEU-1..4, chrF, ROUGE-L (the back-translation upper bound).
 """
 
 from __future__ import annotations
@@ -76,8 +78,10 @@ def test_generator(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
     summary = {"stage": "lm", "means_m": means, "means_mm_per_step": means_mm, "samples": len(per_sample),
                "kinematics_backend": module.kinematics.backend, "checkpoint": str(ckpt), "config": cfg.NAME,
                "decoding": cfg.TEST.DECODING, "retrieval": bool(cfg.LM.RETRIEVAL)}
-    (out / "test_summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
     outputs = sorted(module.test_outputs, key=lambda s: s["index"])
+    if cfg.TEST.BACK_TRANSLATION:
+        summary["back_translation"] = back_translation(cfg.TEST.BACK_TRANSLATION, outputs, module.device)
+    (out / "test_summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
     if cfg.TEST.SAVE_PREDICTIONS:
         for sample in outputs:
             record = {"text": sample["text"], "codes": sample["codes"],
@@ -97,6 +101,49 @@ def test_generator(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
             print(f"video: {path}")
     print_table(f"generation, {len(per_sample)} {cfg.TEST.SPLIT} clips, accumulated DTW cost", means, "m")
     print_table("the same per DTW step", means_mm, "mm")
+    if cfg.TEST.BACK_TRANSLATION:
+        print_back_translation(summary["back_translation"], "generated")
+    return summary
+
+
+def back_translation(evaluator_ckpt: str, outputs: list[dict], device: torch.device) -> dict:
+    """The evaluator's reading of each generated clip, scored against its sentence (per sample and corpus)."""
+    from mGPT.archs.slt import load_evaluator
+    from mGPT.metrics.back_translation import back_translate
+
+    evaluator = load_evaluator(evaluator_ckpt, map_location=device)
+    scores = back_translate(evaluator, [s["name"] for s in outputs], [s["generated"] for s in outputs],
+                            [s["text"] for s in outputs], progress="back-translation")
+    return {"evaluator": str(evaluator_ckpt), **scores}
+
+
+def print_back_translation(scores: dict, label: str) -> None:
+    from mGPT.metrics.back_translation import format_header, format_row
+
+    print(f"\nback-translation, {scores['samples']} clips (0-100; compare with the ground truth's row of "
+          "scripts/back_translate.py)")
+    print(format_header())
+    print(format_row(label, scores["corpus"]))
+
+
+def test_evaluator(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
+    from mGPT.archs.slt import load_evaluator
+    from mGPT.config import cache_dir
+    from mGPT.data.baseline_motion import reference_clips
+    from mGPT.data.pickle_reference import clip_source
+    from mGPT.data.prepare import load_cache
+    from mGPT.metrics.back_translation import back_translate
+
+    device = torch.device("cuda" if torch.cuda.is_available() and cfg.ACCELERATOR != "cpu" else "cpu")
+    evaluator = load_evaluator(ckpt, map_location=device)
+    split = load_cache(cache_dir(cfg), cfg.TEST.SPLIT)
+    clips = reference_clips(clip_source(cfg, split, cfg.TEST.SPLIT), cfg.DATASET.MIN_FRAMES, cfg.DATASET.MAX_FRAMES)
+    scores = back_translate(evaluator, split.names, clips, split.texts, cfg.TEST.BATCH_SIZE, "translate")
+    (out / "test_scores.json").write_text(json.dumps(scores["per_sample"], indent=1, ensure_ascii=False))
+    summary = {"stage": "slt", "motion": "ground truth", "corpus": scores["corpus"], "samples": scores["samples"],
+               "signatures": scores["signatures"], "checkpoint": str(ckpt), "config": cfg.NAME}
+    (out / "test_summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
+    print_back_translation(scores, "ground truth")
     return summary
 
 
@@ -106,7 +153,8 @@ def main() -> None:
     torch.set_grad_enabled(False)
     ckpt = trained_checkpoint(cfg)
     out = writable_dir(evaluation_dir(cfg), "results")
-    summary = test_tokenizer(cfg, ckpt, out) if cfg.STAGE == "vae" else test_generator(cfg, ckpt, out)
+    tests = {"vae": test_tokenizer, "lm": test_generator, "slt": test_evaluator}
+    summary = tests[cfg.STAGE](cfg, ckpt, out)
     print(f"\nscores: {out / 'test_scores.json'}\nsummary: {out / 'test_summary.json'} ({summary['samples']} samples)")
 
 
