@@ -61,6 +61,11 @@ def test_generator(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
     from mGPT.models.lm_module import GeneratorModule
 
     module = GeneratorModule.from_checkpoint(ckpt, cfg)
+    evaluator = None
+    if cfg.TEST.BACK_TRANSLATION:  # loaded first: a wrong path fails before the generation, not after it
+        from mGPT.archs.slt import load_evaluator
+
+        evaluator = load_evaluator(cfg.TEST.BACK_TRANSLATION)
     data = SignDataModule(cfg, fingerprint=module.fingerprint)
     trainer = pl.Trainer(accelerator=cfg.ACCELERATOR, devices=1, precision=cfg.PRECISION, logger=False,
                          callbacks=[TQDMProgressBar()])
@@ -79,8 +84,13 @@ def test_generator(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
                "kinematics_backend": module.kinematics.backend, "checkpoint": str(ckpt), "config": cfg.NAME,
                "decoding": cfg.TEST.DECODING, "retrieval": bool(cfg.LM.RETRIEVAL)}
     outputs = sorted(module.test_outputs, key=lambda s: s["index"])
-    if cfg.TEST.BACK_TRANSLATION:
-        summary["back_translation"] = back_translation(cfg.TEST.BACK_TRANSLATION, outputs, module.device)
+    if evaluator is not None:  # the evaluator's reading of each generated clip, per sample and on the corpus
+        from mGPT.metrics.back_translation import back_translate
+
+        scores = back_translate(evaluator.to(module.device), [s["name"] for s in outputs],
+                                [s["generated"] for s in outputs], [s["text"] for s in outputs],
+                                progress="back-translation")
+        summary["back_translation"] = {"evaluator": str(cfg.TEST.BACK_TRANSLATION), **scores}
     (out / "test_summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
     if cfg.TEST.SAVE_PREDICTIONS:
         for sample in outputs:
@@ -101,20 +111,9 @@ def test_generator(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
             print(f"video: {path}")
     print_table(f"generation, {len(per_sample)} {cfg.TEST.SPLIT} clips, accumulated DTW cost", means, "m")
     print_table("the same per DTW step", means_mm, "mm")
-    if cfg.TEST.BACK_TRANSLATION:
+    if evaluator is not None:
         print_back_translation(summary["back_translation"], "generated")
     return summary
-
-
-def back_translation(evaluator_ckpt: str, outputs: list[dict], device: torch.device) -> dict:
-    """The evaluator's reading of each generated clip, scored against its sentence (per sample and corpus)."""
-    from mGPT.archs.slt import load_evaluator
-    from mGPT.metrics.back_translation import back_translate
-
-    evaluator = load_evaluator(evaluator_ckpt, map_location=device)
-    scores = back_translate(evaluator, [s["name"] for s in outputs], [s["generated"] for s in outputs],
-                            [s["text"] for s in outputs], progress="back-translation")
-    return {"evaluator": str(evaluator_ckpt), **scores}
 
 
 def print_back_translation(scores: dict, label: str) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import sacrebleu
 import torch
+from conftest import DEMO_SOKE, REPO, TrainRun, generator_overrides
 
 from mGPT.archs.slt import SPECIALS, SignToText, build_vocabulary, load_evaluator
 from mGPT.config import load_config, monitor_mode
@@ -196,15 +197,17 @@ def test_training_clips_are_augmented_in_speed_and_noise(small_sample) -> None:
 
 
 def test_best_checkpoint_keeps_the_highest_score_and_the_lowest_loss() -> None:
-    assert monitor_mode(load_config("configs/demo/slt.yaml")) == "max"
-    assert monitor_mode(load_config("configs/demo/slt.yaml", ["TRAIN.MONITOR=val/loss"])) == "min"
-    assert monitor_mode(load_config("configs/demo/deto.yaml")) == "min"
-    assert load_config("configs/slt.yaml").TRAIN.MONITOR == "val/BLEU4"
+    configs = REPO / "configs"
+    assert monitor_mode(load_config(configs / "demo" / "slt.yaml")) == "max"
+    assert monitor_mode(load_config(configs / "demo" / "slt.yaml", ["TRAIN.MONITOR=val/loss"])) == "min"
+    assert monitor_mode(load_config(configs / "demo" / "deto.yaml")) == "min"
+    assert load_config(configs / "slt.yaml").TRAIN.MONITOR == "val/BLEU4"
 
 
 # ---------------------------------------------------------------- through the commands
 
 SLT_NAME = "tiny_slt"
+DEMO_SLT = REPO / "configs" / "demo" / "slt.yaml"
 
 
 def evaluator_overrides(data_root) -> list[str]:
@@ -214,9 +217,7 @@ def evaluator_overrides(data_root) -> list[str]:
 
 @pytest.fixture(scope="module")
 def evaluator_run(run_command, workdir, small_sample):
-    from tests.conftest import TrainRun
-
-    result = run_command(["train.py", "--cfg", "configs/demo/slt.yaml", *evaluator_overrides(small_sample),
+    result = run_command([REPO / "train.py", "--cfg", DEMO_SLT, *evaluator_overrides(small_sample),
                           "TRAIN.MAX_EPOCHS=4"])
     return TrainRun(workdir / "experiments" / "mgpt" / SLT_NAME, result.stdout, result.stderr)
 
@@ -230,16 +231,18 @@ def test_train_py_trains_the_evaluator_with_bleu_validation_and_resumes(run_comm
     assert best.is_file() and last.is_file()
     checkpoint = torch.load(best, map_location="cpu", weights_only=False)
     assert checkpoint["sasoke"]["stage"] == "slt"
-    assert checkpoint["callbacks"]  # ModelCheckpoint's state: mode max on val/BLEU4
-    (state,) = [v for k, v in checkpoint["callbacks"].items() if "best" in k and "val/BLEU4" in k]
-    assert state["best_model_score"] is not None
     events = EventAccumulator(str(evaluator_run.exp / "logs"))
     events.Reload()
     assert {"val/BLEU4", "val/BLEU1", "val/chrF", "val/ROUGE_L", "val/loss", "train/loss"} <= set(
         events.Tags()["scalars"])
-    assert [e.step for e in events.Scalars("val/BLEU4")] and "val/translations" in events.Tags()["tensors"]
+    assert "val/translations" in events.Tags()["tensors"]
+    # best.ckpt keeps the highest val/BLEU4 of the two validations (epochs 2 and 4), not the lowest
+    (key,) = [k for k in checkpoint["callbacks"] if "'monitor': 'val/BLEU4'" in k]
+    assert "'mode': 'max'" in key
+    bleu = [e.value for e in events.Scalars("val/BLEU4")]
+    assert len(bleu) == 2 and float(checkpoint["callbacks"][key]["best_model_score"]) == pytest.approx(max(bleu))
 
-    result = run_command(["train.py", "--cfg", "configs/demo/slt.yaml", *evaluator_overrides(small_sample),
+    result = run_command([REPO / "train.py", "--cfg", DEMO_SLT, *evaluator_overrides(small_sample),
                           "TRAIN.MAX_EPOCHS=5"])
     assert "resuming from" in result.stdout
     assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 4
@@ -251,7 +254,7 @@ def test_test_py_and_the_script_score_ground_truth_reconstruction_and_baselines(
     from mGPT.data.prepare import load_cache
 
     test = load_cache(small_sample / "_cache", "test")
-    run_command(["test.py", "--cfg", "configs/demo/slt.yaml", *evaluator_overrides(small_sample)])
+    run_command([REPO / "test.py", "--cfg", DEMO_SLT, *evaluator_overrides(small_sample)])
     results = workdir / "results" / "mgpt" / SLT_NAME / "test_rank_0"
     summary = json.loads((results / "test_summary.json").read_text(encoding="utf-8"))
     per_sample = json.loads((results / "test_scores.json").read_text(encoding="utf-8"))
@@ -259,7 +262,7 @@ def test_test_py_and_the_script_score_ground_truth_reconstruction_and_baselines(
     hypotheses = [per_sample[name]["hypothesis"] for name in test.names]
     assert summary["corpus"] == pytest.approx(corpus_scores(hypotheses, test.texts))
 
-    result = run_command(["scripts/back_translate.py", "--cfg", "configs/demo/slt.yaml",
+    result = run_command([REPO / "scripts" / "back_translate.py", "--cfg", DEMO_SLT,
                           *evaluator_overrides(small_sample), "--tokenizer", tiny_tokenizer])
     table = json.loads((results / "back_translation.json").read_text(encoding="utf-8"))["sources"]
     assert list(table) == ["ground truth", "tokenizer reconstruction", "nearest neighbour", "mean pose"]
@@ -272,13 +275,11 @@ def test_test_py_and_the_script_score_ground_truth_reconstruction_and_baselines(
 def test_a_generators_test_adds_back_translation_and_the_script_reads_its_predictions(
         run_command, workdir, evaluator_run, small_sample, tiny_tokenizer, motion_codes, tiny_mbart,
         sign_dictionary) -> None:
-    from tests.conftest import DEMO_SOKE, generator_overrides
-
     generator = generator_overrides(small_sample, tiny_tokenizer, tiny_mbart, "bt_soke")
-    run_command(["train.py", "--cfg", DEMO_SOKE, *generator, "TRAIN.MAX_EPOCHS=1", "TRAIN.VAL_EVERY_N_EPOCHS=1",
+    run_command([REPO / "train.py", "--cfg", DEMO_SOKE, *generator, "TRAIN.MAX_EPOCHS=1", "TRAIN.VAL_EVERY_N_EPOCHS=1",
                  "TRAIN.GEN_VAL_EVERY_N_EPOCHS=1", "TRAIN.VAL_VIDEOS=0"])
     evaluator = evaluator_run.checkpoints / "best.ckpt"
-    result = run_command(["test.py", "--cfg", DEMO_SOKE, *generator, f"TEST.BACK_TRANSLATION={evaluator}",
+    result = run_command([REPO / "test.py", "--cfg", DEMO_SOKE, *generator, f"TEST.BACK_TRANSLATION={evaluator}",
                           "TEST.SAVE_PREDICTIONS=true"])
     assert "back-translation" in result.stdout
     predictions = workdir / "results" / "mgpt" / "bt_soke" / "test_rank_0"
@@ -289,7 +290,7 @@ def test_a_generators_test_adds_back_translation_and_the_script_reads_its_predic
     assert sorted(back["per_sample"]) == sorted(json.loads((predictions / "test_scores.json").read_text()))
     assert all(isinstance(s["hypothesis"], str) and "reference" in s for s in back["per_sample"].values())
 
-    run_command(["scripts/back_translate.py", "--cfg", "configs/demo/slt.yaml", *evaluator_overrides(small_sample),
+    run_command([REPO / "scripts" / "back_translate.py", "--cfg", DEMO_SLT, *evaluator_overrides(small_sample),
                  "--predictions", f"tiny generator={predictions}"])
     table = json.loads((workdir / "results" / "mgpt" / SLT_NAME / "test_rank_0" / "back_translation.json")
                        .read_text(encoding="utf-8"))["sources"]
