@@ -235,7 +235,7 @@ def test_train_py_trains_the_evaluator_with_bleu_validation_and_resumes(run_comm
     events.Reload()
     assert {"val/BLEU4", "val/BLEU1", "val/chrF", "val/ROUGE_L", "val/loss", "train/loss"} <= set(
         events.Tags()["scalars"])
-    assert "val/translations" in events.Tags()["tensors"]
+    assert any(tag.startswith("val/translations") for tag in events.Tags()["tensors"])
     # best.ckpt keeps the highest val/BLEU4 of the two validations (epochs 2 and 4), not the lowest
     (key,) = [k for k in checkpoint["callbacks"] if "'monitor': 'val/BLEU4'" in k]
     assert "'mode': 'max'" in key
