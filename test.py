@@ -3,7 +3,9 @@
     python test.py --cfg configs/soke.yaml [TEST.CHECKPOINT=path] [TEST.SAVE_VIDEOS=4] ...
 
 Stage 1 (vae): reconstruct every test clip; MPJPE and PA-MPJPE per part in millimetres.
-Stage 2 (lm): generate from the text of every test clip; DTW-MPJPE and DTW-MPJPE-PA per part (SPEC 6).
+Stage 2 (lm): generate from the text of every test clip; DTW-MPJPE and DTW-MPJPE-PA per part (SPEC 6), and with
+TEST.BACK_TRANSLATION=<evaluator checkpoint> the back-translation scores of the generated signing (SPEC 10).
+Evaluator (slt): translate every recorded test clip; BLEU-1..4, chrF, ROUGE-L (the back-translation upper bound).
 
 `evaluate(cfg, ...)` does the same from Python; its optional arguments replace the clip reader, the DTW
 and the decoding cache (bench/bench_pipeline.py times it with SOKE-style parts, which score the same).
@@ -67,6 +69,11 @@ def test_generator(cfg: DictConfig, ckpt: Path, out: Path, clip_source: ClipSour
     from mGPT.models.lm_module import GeneratorModule
 
     module = GeneratorModule.from_checkpoint(ckpt, cfg, dtw=dtw, use_kv_cache=use_kv_cache)
+    evaluator = None
+    if cfg.TEST.BACK_TRANSLATION:  # loaded first: a wrong path fails before the generation, not after it
+        from mGPT.archs.slt import load_evaluator
+
+        evaluator = load_evaluator(cfg.TEST.BACK_TRANSLATION)
     fps = load_split(cfg, cfg.TEST.SPLIT).target_fps  # the config must agree with the cache (ConfigError)
     if fps != module.fps:
         raise ConfigError(f"{ckpt} was trained on clips at {module.fps:g} fps, but the {cfg.TEST.SPLIT} cache is "
@@ -91,8 +98,15 @@ def test_generator(cfg: DictConfig, ckpt: Path, out: Path, clip_source: ClipSour
     summary = {"stage": "lm", "means_m": means, "means_mm_per_step": means_mm, "samples": len(per_sample),
                "kinematics_backend": module.kinematics.backend, "checkpoint": str(ckpt), "config": cfg.NAME,
                "decoding": cfg.TEST.DECODING, "retrieval": bool(cfg.LM.RETRIEVAL)}
-    (out / "test_summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
     outputs = sorted(module.test_outputs, key=lambda s: s["index"])
+    if evaluator is not None:  # the evaluator's reading of each generated clip, per sample and on the corpus
+        from mGPT.metrics.back_translation import back_translate
+
+        scores = back_translate(evaluator.to(module.device), [s["name"] for s in outputs],
+                                [s["generated"] for s in outputs], [s["text"] for s in outputs],
+                                progress="back-translation")
+        summary["back_translation"] = {"evaluator": str(cfg.TEST.BACK_TRANSLATION), **scores}
+    (out / "test_summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
     if cfg.TEST.SAVE_PREDICTIONS:
         for sample in outputs:
             record = {"text": sample["text"], "codes": sample["codes"],
@@ -112,6 +126,36 @@ def test_generator(cfg: DictConfig, ckpt: Path, out: Path, clip_source: ClipSour
             print(f"video: {path}")
     print_table(f"generation, {len(per_sample)} {cfg.TEST.SPLIT} clips, accumulated DTW cost", means, "m")
     print_table("the same per DTW step", means_mm, "mm")
+    if evaluator is not None:
+        print_back_translation(summary["back_translation"], "generated")
+    return summary
+
+
+def print_back_translation(scores: dict, label: str) -> None:
+    from mGPT.metrics.back_translation import format_header, format_row
+
+    print(f"\nback-translation, {scores['samples']} clips (0-100; compare with the ground truth's row of "
+          "scripts/back_translate.py)")
+    print(format_header())
+    print(format_row(label, scores["corpus"]))
+
+
+def test_evaluator(cfg: DictConfig, ckpt: Path, out: Path, clip_source: ClipSourceFactory = from_cache) -> dict:
+    from mGPT.archs.slt import load_evaluator
+    from mGPT.data.baseline_motion import reference_clips
+    from mGPT.metrics.back_translation import back_translate
+    from mGPT.models.datamodule import load_split
+
+    device = torch.device("cuda" if torch.cuda.is_available() and cfg.ACCELERATOR != "cpu" else "cpu")
+    evaluator = load_evaluator(ckpt, map_location=device)
+    split = load_split(cfg, cfg.TEST.SPLIT)
+    clips = reference_clips(clip_source(split, cfg.TEST.SPLIT), cfg.DATASET.MIN_FRAMES, cfg.DATASET.MAX_FRAMES)
+    scores = back_translate(evaluator, split.names, clips, split.texts, cfg.TEST.BATCH_SIZE, "translate")
+    (out / "test_scores.json").write_text(json.dumps(scores["per_sample"], indent=1, ensure_ascii=False))
+    summary = {"stage": "slt", "motion": "ground truth", "corpus": scores["corpus"], "samples": scores["samples"],
+               "signatures": scores["signatures"], "checkpoint": str(ckpt), "config": cfg.NAME}
+    (out / "test_summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
+    print_back_translation(scores, "ground truth")
     return summary
 
 
@@ -126,8 +170,10 @@ def evaluate(cfg: DictConfig, clip_source: ClipSourceFactory = from_cache, dtw: 
     with torch.no_grad():
         if cfg.STAGE == "vae":
             summary = test_tokenizer(cfg, ckpt, out, clip_source)
-        else:
+        elif cfg.STAGE == "lm":
             summary = test_generator(cfg, ckpt, out, clip_source, dtw, use_kv_cache)
+        else:
+            summary = test_evaluator(cfg, ckpt, out, clip_source)
     print(f"\nscores: {out / 'test_scores.json'}\nsummary: {out / 'test_summary.json'} ({summary['samples']} samples)")
     return summary
 

@@ -1,4 +1,4 @@
-"""Train stage 1 (tokenizer, STAGE: vae) or stage 2 (generator, STAGE: lm).
+"""Train stage 1 (tokenizer, STAGE: vae), stage 2 (generator, STAGE: lm) or the evaluator (STAGE: slt).
 
     python train.py --cfg configs/deto.yaml [KEY.SUB=value ...]
 
@@ -17,7 +17,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQ
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
-from mGPT.config import cache_dir, exp_dir, monitors_generation, parse_args
+from mGPT.config import cache_dir, exp_dir, monitor_mode, monitors_generation, parse_args
 from mGPT.data.datasets import ClipSourceFactory, from_cache
 from mGPT.errors import run_cli
 from mGPT.files import writable_dir
@@ -44,6 +44,15 @@ def build_module(cfg: DictConfig, clip_source: ClipSourceFactory = from_cache
         tokenizer = module.tokenizer
         return module, SignDataModule(cfg, tokenizer.mean.numpy(), tokenizer.std.numpy(), clip_source=clip_source,
                                       frames_per_code=tokenizer.frames_per_code)
+
+    if cfg.STAGE == "slt":  # the back-translation evaluator reads motion, normalised with the train statistics
+        from mGPT.data.prepare import load_cache, load_stats
+        from mGPT.models.slt_module import MotionTextDataModule, TranslatorModule
+
+        stats = load_stats(cache_dir(cfg))
+        train_texts = load_cache(cache_dir(cfg), "train").texts
+        module = TranslatorModule.from_config(cfg, train_texts, stats["mean133"], stats["std133"])
+        return module, MotionTextDataModule(cfg, stats["mean133"], stats["std133"])
 
     from mGPT.models.lm_module import GeneratorModule
 
@@ -73,9 +82,10 @@ def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list[pl.Callback]:
     # Generation metrics are logged only on generation epochs: best.ckpt is judged on those alone.
     judge_every = cfg.TRAIN.GEN_VAL_EVERY_N_EPOCHS if monitors_generation(cfg) else 1
     callbacks = [
-        # best.ckpt is judged when validation runs; last.ckpt is written after every epoch, validated or not,
-        # so that a resumed run (Colab disconnects) never repeats epochs that had no validation
-        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=cfg.TRAIN.MONITOR, mode="min",
+        # best.ckpt is judged when validation runs (the lowest loss or error, the highest score); last.ckpt is
+        # written after every epoch, validated or not, so that a resumed run (Colab disconnects) never repeats
+        # epochs that had no validation
+        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=cfg.TRAIN.MONITOR, mode=monitor_mode(cfg),
                         save_top_k=1, save_on_train_epoch_end=False, enable_version_counter=False,
                         auto_insert_metric_name=False, every_n_epochs=judge_every),
         ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True, save_on_train_epoch_end=True,

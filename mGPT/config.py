@@ -20,6 +20,9 @@ VQ_PARTS = ("BODY", "LHAND", "RHAND")
 # Keys that older versions had, so their experiments/<NAME>/config.yaml (which notebook 4 reads back) holds
 # them: dropped from files with a warning; on the command line they are unknown keys like any other.
 RETIRED_KEYS = ("BASELINE", *(f"VQ.{part}.NFEATS" for part in VQ_PARTS))
+STAGES = ("vae", "lm", "slt")  # tokenizer, generator, back-translation evaluator
+# Monitored values where higher is better (best.ckpt keeps the highest); every other one, the lowest.
+SCORE_MONITORS = ("val/BLEU", "val/chrF", "val/ROUGE")
 
 
 def _read_yaml(path: Path) -> DictConfig:
@@ -113,8 +116,8 @@ def load_config(cfg_path: str | Path, overrides: list[str] | None = None) -> Dic
         _check_against(schema, layer, str(source))
         cfg = OmegaConf.merge(cfg, layer)
     cfg.BASE = None
-    if cfg.STAGE not in ("vae", "lm"):
-        raise ConfigError(f"STAGE must be 'vae' or 'lm', got {cfg.STAGE!r} (from {cfg_path})")
+    if cfg.STAGE not in STAGES:
+        raise ConfigError(f"STAGE must be one of {', '.join(STAGES)}, got {cfg.STAGE!r} (from {cfg_path})")
     if cfg.STAGE == "lm":
         _check_generation_schedule(cfg, cfg_path)
     return cfg
@@ -123,6 +126,11 @@ def load_config(cfg_path: str | Path, overrides: list[str] | None = None) -> Dic
 def monitors_generation(cfg: DictConfig) -> bool:
     """True when best.ckpt is judged by a stage 2 generation metric (val/DTW_*), logged only on generation epochs."""
     return cfg.STAGE == "lm" and cfg.TRAIN.MONITOR.startswith("val/DTW")
+
+
+def monitor_mode(cfg: DictConfig) -> str:
+    """"max" when TRAIN.MONITOR is a translation score (stage slt: val/BLEU4), else "min" (losses, errors)."""
+    return "max" if cfg.TRAIN.MONITOR.startswith(SCORE_MONITORS) else "min"
 
 
 def _check_generation_schedule(cfg: DictConfig, cfg_path: str | Path) -> None:

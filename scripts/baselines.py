@@ -15,30 +15,16 @@ import sys
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 
 from mGPT.config import cache_dir, evaluation_dir, parse_args
-from mGPT.data.arabic import tokenize_words
-from mGPT.data.features import features_to_smplx, reference_params
-from mGPT.data.prepare import PackedSplit, load_stats
+from mGPT.data.baseline_motion import mean_pose_clips, nearest_neighbour_clips, reference_clips
+from mGPT.data.features import features_to_smplx
+from mGPT.data.prepare import load_stats
 from mGPT.errors import run_cli
 from mGPT.files import writable_dir
 from mGPT.kinematics import Kinematics, build_kinematics
 from mGPT.metrics.sign_metrics import ReconstructionMetrics, SignDTWMetrics
 from mGPT.models.datamodule import load_split
-
-
-def reference_clips(cfg: DictConfig, split: PackedSplit) -> list[np.ndarray]:
-    """Each clip as test.py sees it: length rules applied, (T, 179)."""
-    data = cfg.DATASET
-    frames_per_code = 2 ** cfg.VQ.BODY.DOWN_T  # the configured tokenizer's (DETO refuses parts that differ)
-    return [reference_params(split.clip(i), data.MIN_FRAMES, data.MAX_FRAMES, frames_per_code)
-            for i in range(len(split))]
-
-
-def nearest_neighbour(text: str, train_words: list[set[str]]) -> int:
-    words = set(tokenize_words(text))
-    return int(np.argmax([len(words & candidate) for candidate in train_words]))
 
 
 def joints(kinematics: Kinematics, params: np.ndarray) -> torch.Tensor:
@@ -67,18 +53,17 @@ def main() -> None:
     stats = load_stats(cache_dir(cfg))
     mean_frame = features_to_smplx(stats["mean133"].astype(np.float32))  # (179,)
     test = load_split(cfg, cfg.TEST.SPLIT)
-    refs = reference_clips(cfg, test)
+    # the configured tokenizer's frames per code (DETO refuses parts that differ)
+    lengths = cfg.DATASET.MIN_FRAMES, cfg.DATASET.MAX_FRAMES, 2 ** cfg.VQ.BODY.DOWN_T
+    refs = reference_clips(test, *lengths)
     if cfg.STAGE == "vae":
         results = {"mean_pose": reconstruction_baseline(kinematics, mean_frame, refs)}
         unit = "mm, over all frames"
     else:
-        train = load_split(cfg, "train")
-        train_words = [set(tokenize_words(t)) for t in train.texts]
-        neighbours = [nearest_neighbour(t, train_words) for t in test.texts]
-        train_refs = reference_clips(cfg, train)
+        neighbours = nearest_neighbour_clips(test.texts, load_split(cfg, "train"), *lengths)
         results = {
-            "mean_pose": dtw_baseline(kinematics, [np.repeat(mean_frame[None], len(r), 0) for r in refs], refs),
-            "nearest_neighbour": dtw_baseline(kinematics, [train_refs[n] for n in neighbours], refs),
+            "mean_pose": dtw_baseline(kinematics, mean_pose_clips(stats["mean133"], refs), refs),
+            "nearest_neighbour": dtw_baseline(kinematics, neighbours, refs),
         }
         unit = "DTW accumulated cost in m; *_mm = mm per path step"
     results["kinematics_backend"] = kinematics.backend

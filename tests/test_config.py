@@ -64,7 +64,7 @@ def test_base_loop_is_an_error(tmp_path):
         ("", ["LM.RETRIEVAL=1"], r"LM\.RETRIEVAL .*wrong type: expected bool"),
         ("", ["TRAIN.BETAS=3"], r"TRAIN\.BETAS .*must be a list"),
         ("TRAIN: 3\n", [], r"TRAIN in .*must be a mapping"),
-        ("STAGE: tokenizer\n", [], r"STAGE must be 'vae' or 'lm'"),
+        ("STAGE: tokenizer\n", [], r"STAGE must be one of vae, lm, slt"),
         ("", ["NOEQUALS"], r"must look like KEY\.SUB=value"),
         ("VQ:\n  BODY:\n    WIDTHS: 3\n", [], r"unknown config key VQ\.BODY\.WIDTHS"),
         ("STAGE: lm\n", ["TRAIN.VAL_EVERY_N_EPOCHS=2", "TRAIN.GEN_VAL_EVERY_N_EPOCHS=5"],
