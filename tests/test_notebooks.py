@@ -401,7 +401,8 @@ def test_notebooks_run_in_colab_mode_with_stand_ins(tmp_path: Path, monkeypatch:
         "PYTHONPATH": str(STAND_INS),  # google.colab, pip; not this checkout: the code comes from the clone
         "SASOKE_CONTENT_DIR": str(content), "SASOKE_REPO_URL": origin, "SASOKE_NOTEBOOK_QUICK": "1",
         "FAKE_COLAB_MYDRIVE": str(my_drive), "FAKE_COLAB_FIXTURES": str(fixtures), "FAKE_COLAB_RECORD": str(record),
-        "TENSORBOARD_BINARY": str(STAND_INS / "tensorboard")})
+        "TENSORBOARD_BINARY": str(STAND_INS / "tensorboard"),
+        "PATH": f"{STAND_INS / 'bin'}{os.pathsep}{os.environ['PATH']}"})  # apt-get
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
 
     runs = {}
