@@ -20,7 +20,7 @@ LAYERS = [
     ("mGPT.metrics",),
     ("mGPT.render",),
     ("mGPT.models",),
-    ("mGPT.generate", "mGPT.app"),
+    ("mGPT.generate", "mGPT.app", "mGPT.notebook"),
 ]
 
 
