@@ -38,6 +38,8 @@ from mGPT.errors import DataError, run_cli
 from mGPT.files import AtomicFile
 from mGPT.layout import SMPLX_KEYS, SMPLX_SLICES
 
+SHOWN_SKIPS = 20  # skipped clips listed by name; the rest are counted
+
 # Phone video sizes, for a release that does not say its image size (portrait first)
 _PHONE_SIZES = ((720, 1280), (1080, 1920), (1440, 2560), (2160, 3840), (1280, 720), (1920, 1080),
                 (2560, 1440), (3840, 2160))
@@ -341,8 +343,11 @@ def main(argv: list[str] | None = None) -> int:
                                   tuple(args.image_size) if args.image_size else None, args.device, args.strict,
                                   args.batch_frames, FitSettings(iterations=args.iterations,
                                                                          body_iterations=args.iterations // 2))
-        for message in result["skipped"]:
+        for message in result["skipped"][:SHOWN_SKIPS]:
             print(f"skipped: {message}", file=sys.stderr)
+        if len(result["skipped"]) > SHOWN_SKIPS:
+            print(f"skipped: ... and {len(result['skipped']) - SHOWN_SKIPS} more (a release covering several "
+                  "splits lists the other splits' clips here)", file=sys.stderr)
         print(f"{result['split_dir']}: fitted {result['written']} clips, {result['already']} already done, "
               f"{len(result['skipped'])} skipped; CSV {result['csv']}")
         if args.image_size is None and args.poses.endswith(".pkl"):
