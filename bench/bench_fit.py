@@ -149,7 +149,7 @@ def lexicon_dir() -> Path | None:
 
 
 def real(args: argparse.Namespace) -> None:
-    from mGPT.data.keypoints import read_pose_file
+    from mGPT.data.keypoints import in_image, read_pose_file
 
     folder = Path(args.lexicon) if args.lexicon else lexicon_dir()
     if folder is None:
@@ -169,7 +169,8 @@ def real(args: argparse.Namespace) -> None:
         truths3d.append(_mediapipe_hands(pose, clip.image_size[0]))
     from mGPT.data.fit_smplx import ClipKeypoints
 
-    clips = [ClipKeypoints(c.clip_id, c.points, c.visible, c.image_size, c.clip_id.split("_")[0]) for c in raw]
+    clips = [ClipKeypoints(c.clip_id, c.points, in_image(c.points, c.visible, c.image_size), c.image_size,
+                           c.clip_id.split("_")[0]) for c in raw]
     start = time.perf_counter()
     fits = []
     for i in range(0, len(clips), args.batch):

@@ -98,6 +98,14 @@ def visible_points(points: np.ndarray) -> np.ndarray:
     return finite & (np.abs(np.nan_to_num(points)).sum(axis=-1) > 0)
 
 
+def in_image(points: np.ndarray, visible: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """(T, 86) visibility less the points outside the frame: MediaPipe guesses those (an arm below the
+    frame), and a guess is not an observation."""
+    width, height = image_size
+    inside = (points[..., 0] >= 0) & (points[..., 0] <= width) & (points[..., 1] >= 0) & (points[..., 1] <= height)
+    return visible & inside
+
+
 def check_clip(clip_id: str, keypoints: object) -> np.ndarray | str:
     """The (T, 86, 2) float array of a release entry, or the reason it cannot be fitted."""
     if isinstance(keypoints, dict):
@@ -303,8 +311,9 @@ def import_keypoints(poses: str | Path, out: str | Path, split: str | None = Non
     guessed = image_size or _guess_image_size([c.points for c in clips if c.image_size is None] or [np.ones((1, 1, 2))])
     split_dir = out / split
     todo = [clip for clip in clips if not _finished(split_dir, clip)]
-    keypoints = [ClipKeypoints(c.clip_id, c.points, c.visible, image_size or c.image_size or guessed,
-                               c.clip_id.split("_")[0], c.depth) for c in todo]
+    sizes = [image_size or c.image_size or guessed for c in todo]
+    keypoints = [ClipKeypoints(c.clip_id, c.points, in_image(c.points, c.visible, size), size,
+                               c.clip_id.split("_")[0], c.depth) for c, size in zip(todo, sizes, strict=True)]
     model = PoseModel()
     with tqdm(total=sum(len(c.points) for c in keypoints), desc=f"fitting {split}", unit="frame") as bar:
         for batch in group_by_signer(keypoints, batch_frames):
