@@ -102,22 +102,28 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"{_REFUSED} {module}.{name}")
 
 
-def load_frame_pickle(path: str | Path) -> dict[str, np.ndarray]:
-    """Load one per-frame pickle: a dict whose values become numpy arrays. Nothing in it is executed."""
+def load_untrusted_pickle(path: str | Path, what: str = "frame pickles") -> object:
+    """Unpickle `path` rebuilding only numpy arrays, numbers and plain containers; nothing in it is run."""
     path = Path(path)
     try:
         with open(path, "rb") as handle:
-            content = _NumpyOnlyUnpickler(handle).load()
+            return _NumpyOnlyUnpickler(handle).load()
     except pickle.UnpicklingError as error:
         if str(error).startswith(_REFUSED):
             raise DataError(
-                f"{path}: {error}; frame pickles may only hold numpy arrays, numbers and plain containers "
+                f"{path}: {error}; {what} may only hold numpy arrays, numbers and plain containers "
                 f"(the file was not run). Re-export it with numpy arrays only"
             ) from error
-        raise DataError(f"{path}: corrupt pickle ({error}); re-export this frame or delete it") from error
+        raise DataError(f"{path}: corrupt pickle ({error}); re-export it or delete it") from error
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OSError) as error:
         raise DataError(f"{path}: unreadable pickle ({type(error).__name__}: {error}); "
-                        f"re-export this frame or delete it") from error
+                        f"re-export it or delete it") from error
+
+
+def load_frame_pickle(path: str | Path) -> dict[str, np.ndarray]:
+    """Load one per-frame pickle: a dict whose values become numpy arrays. Nothing in it is executed."""
+    path = Path(path)
+    content = load_untrusted_pickle(path)
     if not isinstance(content, dict):
         raise DataError(f"{path}: expected a dict of SMPL-X arrays, found {type(content).__name__}")
     arrays = {}

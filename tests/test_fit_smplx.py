@@ -1,0 +1,137 @@
+"""The SMPL-X fitter: its kinematics against mGPT.kinematics, parameter packing, the round trip with known
+truth (slow) and a fitted set through prepare, the tokenizer and the generator (slow)."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mGPT.data.fit_check import phone_keypoints
+from mGPT.data.fit_smplx import FitSettings, PoseModel, fit_clips, from_smplx, to_smplx
+from mGPT.data.isharah import pose_dir_path, read_clip, read_split_csv, split_csv_path
+from mGPT.data.mediapipe import LANDMARKS
+from mGPT.kinematics import SkeletonKinematics
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+
+@pytest.fixture(scope="module")
+def model() -> PoseModel:
+    return PoseModel()
+
+
+def _sample_frames(root: Path, split: str, count: int, frames: int) -> list[np.ndarray]:
+    names = read_split_csv(split_csv_path(root, split)).SENTENCE_NAME[:count]
+    return [read_clip(pose_dir_path(root, split, name))[:frames] for name in names]
+
+
+def test_pose_model_matches_the_skeleton_backend(model, small_sample):
+    truth = _sample_frames(small_sample, "train", 1, 20)[0]
+    root, body, hands, betas = from_smplx(torch.as_tensor(truth))
+    params = to_smplx(root, body, hands, betas).numpy()
+    fitted_slots = np.zeros(179, dtype=bool)
+    fitted_slots[:3] = True
+    fitted_slots[3 + 33:66] = True  # body joints 12..21
+    fitted_slots[66:156] = True  # hands
+    fitted_slots[159:169] = True  # shape
+    assert np.array_equal(params[:, fitted_slots], truth[:, fitted_slots])
+    assert not params[:, ~fitted_slots].any()  # spine, legs, jaw, expression are zero
+    kin = SkeletonKinematics()
+    with torch.no_grad():
+        joints, marks, _ = model(root, body, hands, betas)
+        reference = kin(torch.as_tensor(params))
+    shared = [name for name in kin.joint_names if name in model.names]
+    ours = joints[:, [model.names.index(n) for n in shared]]
+    theirs = reference[:, [kin.joint_names.index(n) for n in shared]]
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    assert marks.shape == (20, len(LANDMARKS), 3)
+    # a fingertip lies beyond its last joint, along the last bone
+    tip, last, before = (model.names.index(n) for n in ("L_IndexTip", "L_Index3", "L_Index2"))
+    direction = torch.nn.functional.cosine_similarity(joints[:, tip] - joints[:, last],
+                                                      joints[:, last] - joints[:, before], dim=-1)
+    assert (direction > 0.5).all()
+
+
+def test_joint_limits_hold_the_sample_and_catch_a_backward_elbow(model, small_sample):
+    truth = np.concatenate(_sample_frames(small_sample, "train", 6, 400))
+    _, body, hands, _ = from_smplx(torch.as_tensor(truth))
+    assert model.inside_limits(body, hands).float().mean() > 0.99
+    bent_back = body.clone()
+    bent_back[:, 6, 1] = 1.0  # the left elbow bends about -y; +1 rad is hyperextension
+    assert not model.inside_limits(bent_back, hands).any()
+
+
+def test_fit_lowers_the_reprojection_error(model, small_sample):
+    truth = _sample_frames(small_sample, "test", 1, 12)[0]
+    clip = phone_keypoints("00_0001", truth, np.random.default_rng(0), model=model)
+    start = fit_clips([clip], FitSettings(iterations=0, body_iterations=0), model=model)[0]
+    fitted = fit_clips([clip], FitSettings(iterations=30, body_iterations=20), model=model)[0]
+    assert fitted.params.shape == (12, 179) and np.isfinite(fitted.params).all()
+    for part in ("body", "rhand"):
+        assert fitted.reprojection_px[part] < 0.6 * start.reprojection_px[part], (part, fitted.reprojection_px)
+
+
+@pytest.mark.slow
+def test_round_trip_with_known_truth(model, small_sample):
+    """Two sample clips through the phone and back: 3D within bench/bench_fit.py's measured level."""
+    from bench_fit import _visible_rms, _with_mean_pose, scores
+
+    rng = np.random.default_rng(0)
+    truths = _sample_frames(small_sample, "test", 2, 40)
+    clips = [phone_keypoints(f"0{i}_000{i}", t, rng, model=model) for i, t in enumerate(truths)]
+    fits = fit_clips(clips, model=model)
+    mean_pose = np.concatenate(_sample_frames(small_sample, "train", 24, 400)).mean(axis=0)
+    kin = SkeletonKinematics()
+    fitted = {k: np.mean([scores(f.params, t, kin)[k] for f, t in zip(fits, truths, strict=True)])
+              for k in ("body_mpjpe", "body_pa", "hand_pa")}
+    baseline = {k: np.mean([scores(_with_mean_pose(t, mean_pose), t, kin)[k] for t in truths])
+                for k in fitted}
+    assert fitted["body_pa"] <= 30.0
+    assert fitted["hand_pa"] <= 10.0
+    assert all(fitted[k] < baseline[k] for k in fitted), (fitted, baseline)
+    assert _visible_rms(fits, clips, model) <= 15.0
+
+
+def _release_from_split(root: Path, split: str, out: Path, model: PoseModel, rng) -> tuple[Path, Path]:
+    """A split of the synthetic sample as the Isharah pose release would ship it: 2D points + labels."""
+    table = read_split_csv(split_csv_path(root, split))
+    entries, lines = {}, []
+    for name, text in zip(table.SENTENCE_NAME, table.SENTENCE, strict=True):
+        frames = read_clip(pose_dir_path(root, split, name))
+        entries[name] = {"keypoints": phone_keypoints(name, frames, rng, model=model).points}
+        lines.append(f"{name}|{text}")
+    release, labels = out / f"{split}.pkl", out / f"{split}.txt"
+    release.write_bytes(pickle.dumps(entries))
+    labels.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return release, labels
+
+
+@pytest.mark.slow
+def test_a_fitted_set_trains_the_tokenizer_and_the_generator(tmp_path, model, small_sample):
+    from tiny_chain import GENERATOR_CFG, TOKENIZER_CFG, TinyChain, run
+
+    chain = TinyChain(tmp_path)
+    rng = np.random.default_rng(0)
+    for split in ("train", "val", "test", "dictionary"):
+        release, labels = _release_from_split(small_sample, split, tmp_path, model, rng)
+        run(["-m", "mGPT.data.keypoints", "--poses", str(release), "--labels", str(labels), "--split", split,
+             "--out", str(chain.data), "--image-size", "1080", "1920", "--fps", "25", "--iterations", "4",
+             "--device", "cpu"], timeout=900)
+    fitted = read_clip(pose_dir_path(chain.data, "train", read_split_csv(
+        split_csv_path(chain.data, "train")).SENTENCE_NAME[0]))
+    assert fitted.shape[1] == 179 and np.isfinite(fitted).all()
+    run(["-m", "mGPT.data.prepare", "--data-root", str(chain.data)])
+    run(["train.py", "--cfg", TOKENIZER_CFG, *chain.tokenizer_overrides()])
+    run(["scripts/get_motion_code.py", "--cfg", GENERATOR_CFG, *chain.generator_overrides()])
+    run(["scripts/make_tiny_mbart.py", "--corpus", str(chain.data), "--out", str(chain.mbart),
+         "--d-model", "32", "--layers", "1"])
+    run(["scripts/build_dictionary.py", "--tokenizer", str(chain.tokenizer_ckpt), "--data-root", str(chain.data)])
+    run(["train.py", "--cfg", GENERATOR_CFG, *chain.generator_overrides()])
+    run(["test.py", "--cfg", GENERATOR_CFG, *chain.generator_overrides()])
+    assert chain.scores.is_file()
