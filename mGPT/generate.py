@@ -10,17 +10,24 @@ import pickle
 import re
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 
 from mGPT.config import load_config
 from mGPT.data.arabic import is_arabic
 from mGPT.data.features import smplx_params_dict
 from mGPT.errors import SaSOKEError, run_cli
-from mGPT.files import writable_dir
+from mGPT.files import atomic_write_bytes, writable_dir
 from mGPT.models.checkpoints import trained_checkpoint
+
+if TYPE_CHECKING:
+    from mGPT.data.dictionary import SignDictionary
+    from mGPT.models.lm_module import GeneratorModule
 
 
 def checked_text(text: str) -> str:
@@ -36,14 +43,62 @@ def checked_text(text: str) -> str:
 
 def text_to_smplx(module, text: str, dictionary=None) -> np.ndarray:
     """One sentence -> SMPL-X parameters (T, 179) with the module's tokenizer and generator."""
-    return _generate(module, checked_text(text), dictionary)
+    return sign_text(module, checked_text(text), dictionary).params
 
 
-def _generate(module, text: str, dictionary) -> np.ndarray:
+@dataclass(frozen=True)
+class Signing:
+    """One sentence signed: the dictionary words retrieval added, the motion codes, the SMPL-X parameters."""
+
+    text: str
+    keywords: list[str]
+    codes: np.ndarray  # (N, 3) int64, [body, lhand, rhand] per step of 4 frames
+    params: np.ndarray  # (T, 179) float32, T = 4 N
+
+
+def load_generator(cfg: DictConfig, cfg_path: str | Path) -> tuple[GeneratorModule, SignDictionary | None]:
+    """The trained generator of the stage 2 config `cfg` (read from `cfg_path`), and its sign dictionary
+    when LM.RETRIEVAL is on."""
+    from mGPT.models.datamodule import load_dictionary
+    from mGPT.models.lm_module import GeneratorModule
+
+    if cfg.STAGE != "lm":
+        raise SaSOKEError(f"{cfg_path} is a stage '{cfg.STAGE}' config; text-to-sign needs the stage 'lm' config")
+    torch.set_grad_enabled(False)
+    module = GeneratorModule.from_checkpoint(trained_checkpoint(cfg), cfg)
+    return module, load_dictionary(cfg, module.fingerprint)
+
+
+def sign_text(module: GeneratorModule, text: str, dictionary: SignDictionary | None, do_sample: bool | None = None,
+              temperature: float | None = None, top_k: int | None = None, seed: int | None = None) -> Signing:
+    """`text` -> codes and SMPL-X parameters; decoding options left None follow the config's TEST section.
+
+    A seed makes sampling repeatable through a generator of its own, so concurrent requests do not share
+    torch's global random state.
+    """
     cfg = module.cfg.LM
-    keywords = [dictionary.keywords_for(text, cfg.MAX_KEYWORDS, cfg.MAX_TRIPLETS)] if dictionary else None
-    _, params = module.generate_smplx([text], keywords)
-    return params[0]
+    found = dictionary.keywords_for(text, cfg.MAX_KEYWORDS, cfg.MAX_TRIPLETS) if dictionary else []
+    generator = None if seed is None else torch.Generator(module.device).manual_seed(int(seed))
+    with torch.no_grad():
+        codes, params = module.generate_smplx([text], [found] if dictionary else None, do_sample=do_sample,
+                                              temperature=temperature, top_k=top_k, generator=generator)
+    return Signing(text, [word for word, _ in found], codes[0].cpu().numpy(), params[0])
+
+
+def save_params(path: str | Path, text: str, params: np.ndarray) -> Path:
+    """The SMPL-X parameters (T, 179) as a pickle of {"text", one (T, size) array per SPEC 7 key}."""
+    return atomic_write_bytes(path, pickle.dumps({"text": text, **smplx_params_dict(params)}))
+
+
+def render_video(module: GeneratorModule, params: np.ndarray, path: str | Path, caption: str | None) -> Path:
+    """The video of SMPL-X parameters (T, 179) as the config's RENDER section says, at the data's frame rate;
+    .mp4 or .gif by the extension."""
+    from mGPT.render import video
+
+    cfg = module.cfg
+    return video.render_video(params, Path(path), kinematics=module.kinematics, caption=caption,
+                              fps=cfg.DATASET.TARGET_FPS, avatar=cfg.RENDER.AVATAR, size=tuple(cfg.RENDER.SIZE),
+                              view=cfg.RENDER.VIEW)
 
 
 def main() -> None:
@@ -55,31 +110,17 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. TEST.CHECKPOINT=path")
     args = parser.parse_args()
 
-    from mGPT.models.datamodule import load_dictionary
-    from mGPT.models.lm_module import GeneratorModule
-
     cfg = load_config(args.cfg, args.overrides)
     text = checked_text(args.text)  # before the model loads, which takes a while with the real mBART
-    if cfg.STAGE != "lm":
-        raise SaSOKEError(f"{args.cfg} is a stage '{cfg.STAGE}' config; text-to-sign needs the stage 'lm' config")
-    torch.set_grad_enabled(False)
-    module = GeneratorModule.from_checkpoint(trained_checkpoint(cfg), cfg)
-    dictionary = load_dictionary(cfg, module.fingerprint)
-    params = _generate(module, text, dictionary)
+    module, dictionary = load_generator(cfg, args.cfg)
+    params = sign_text(module, text, dictionary).params
 
     out = writable_dir(args.out, "output")
     stem = re.sub(r"\W+", "_", args.text.strip())[:40].strip("_") or "sign"
-    path = out / f"{stem}.pkl"
-    with open(path, "wb") as f:
-        pickle.dump({"text": args.text, **smplx_params_dict(params)}, f)
+    path = save_params(out / f"{stem}.pkl", args.text, params)
     print(f"{len(params)} frames ({len(params) / cfg.DATASET.TARGET_FPS:.1f} s) of SMPL-X parameters: {path}")
     if args.video:
-        from mGPT.render.video import render_video
-
-        video = render_video(params, Path(args.video), kinematics=module.kinematics, caption=args.text,
-                             fps=cfg.DATASET.TARGET_FPS, avatar=cfg.RENDER.AVATAR, size=tuple(cfg.RENDER.SIZE),
-                             view=cfg.RENDER.VIEW)
-        print(f"video: {video}")
+        print(f"video: {render_video(module, params, args.video, caption=args.text)}")
 
 
 if __name__ == "__main__":
