@@ -16,6 +16,7 @@ import logging
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,8 @@ class Signer:
         self.max_tokens = int(module.generator.max_text_tokens)
         self.fps = float(module.cfg.DATASET.TARGET_FPS)
         self._requests = 0
+        # The mesh avatar renders through one OpenGL context per process: one video at a time.
+        self._render_lock = threading.Lock()
 
     def check(self, text: str | None) -> str:
         """`text` stripped, or BadText saying what is wrong with it."""
@@ -105,7 +108,8 @@ class Signer:
         codes = atomic_write_text(folder / "codes.json", json.dumps(
             {"text": text, "keywords": signing.keywords,
              **{part: signing.codes[:, i].tolist() for i, part in enumerate(PARTS)}}, ensure_ascii=False))
-        video = render_video(self.module, signing.params, folder / "signing.mp4", caption=text)
+        with self._render_lock:
+            video = render_video(self.module, signing.params, folder / "signing.mp4", caption=text)
         seconds = time.perf_counter() - start
         found = ", ".join(signing.keywords) if signing.keywords else "none"
         summary = (f"{len(signing.params)} frames ({len(signing.params) / self.fps:.1f} s), "

@@ -176,9 +176,9 @@ def test_page_signs_a_sentence_in_a_real_browser(server: AppServer, browser, tmp
     box.send_keys(Keys.CONTROL, "a")
     box.send_keys(Keys.DELETE)  # clear() would not tell the page that the value changed
     browser.find_element(By.CSS_SELECTOR, "#sign-button").click()
-    toast = WebDriverWait(browser, 60).until(
-        lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid='toast-text']"))
-    assert toast.text.startswith(EMPTY_MESSAGE)
+    toast = WebDriverWait(browser, 60).until(  # the toast appears first, its text a moment later
+        lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid='toast-text']").text)
+    assert toast.startswith(EMPTY_MESSAGE)
     assert "Traceback" not in browser.page_source
 
 
