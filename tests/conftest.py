@@ -9,6 +9,7 @@ Everything is built once per session in a temporary folder, by the same commands
     tiny_mbart        a random mBART, d_model 32, one layer, over the sample's sentences
     sign_dictionary   scripts/build_dictionary.py -> <cache>/sign_dictionary.json
     run_command       `python <script | -m module> ...` in the session's work folder, exit code checked
+    chain             a whole toy run, tokenizer to scored generator (tests/tiny_chain.py, a minute or more)
 
 The sample and the chain are shared: treat them as read-only (copy a folder before changing it). Commands
 run with one torch thread: on a small shared machine more threads mostly wait on each other.
@@ -26,6 +27,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from tests.tiny_chain import TinyChain, build_chain
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_DETO = REPO / "configs" / "demo" / "deto.yaml"
@@ -88,6 +91,12 @@ def run_command(workdir: Path) -> RunCommand:
         return result
 
     return run
+
+
+@pytest.fixture(scope="session")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> TinyChain:
+    """One toy run for the session, shared by the tests of the commands and of the app (read-only)."""
+    return build_chain(tmp_path_factory.mktemp("chain"))
 
 
 @pytest.fixture(scope="session")

@@ -215,6 +215,18 @@ def test_top_1_sampling_is_greedy_and_temperature_must_be_positive(scrambled) ->
         scrambled.generate(TRAIN_TEXTS[:1], do_sample=True, temperature=0.0)
 
 
+def test_a_seeded_generator_repeats_sampling_and_leaves_the_global_rng_alone(scrambled) -> None:
+    def sample(seed: int) -> list[torch.Tensor]:
+        generator = torch.Generator().manual_seed(seed)
+        return scrambled.generate(TRAIN_TEXTS, max_steps=8, do_sample=True, temperature=2.0, generator=generator)
+
+    global_state = torch.random.get_rng_state()
+    first, again, other = sample(0), sample(0), sample(1)
+    assert torch.equal(torch.random.get_rng_state(), global_state)
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert any(len(a) != len(b) or not torch.equal(a, b) for a, b in zip(first, other, strict=True))
+
+
 def _copy_with_vocab_map(tiny_dir: Path, target: Path, vocab_map: np.ndarray) -> Path:
     shutil.copytree(tiny_dir, target)
     np.save(target / VOCAB_MAP_FILE, vocab_map)

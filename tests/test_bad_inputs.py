@@ -2,7 +2,7 @@
 `error:` line on stderr naming the file, key or folder at fault (no traceback), or, for odd but usable
 text, go on with a warning.
 
-The commands run as subprocesses against one toy run (tests/tiny_chain.py) built once per session.
+The commands run as subprocesses against one toy run (conftest's `chain`) built once per session.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.tiny_chain import GENERATOR_CFG, TOKENIZER_CFG, TinyChain, build_chain, run
+from tests.tiny_chain import GENERATOR_CFG, TOKENIZER_CFG, TinyChain, run
 
 pytestmark = pytest.mark.slow
 ARABIC_SENTENCE = "أنا أذهب إلى المدرسة"
@@ -31,11 +31,6 @@ class RunsCode:
 
     def __reduce__(self):
         return os.system, (f"touch {self.marker}",)
-
-
-@pytest.fixture(scope="session")
-def chain(tmp_path_factory: pytest.TempPathFactory) -> TinyChain:
-    return build_chain(tmp_path_factory.mktemp("chain"))
 
 
 @pytest.fixture()

@@ -266,7 +266,8 @@ def test_text_to_sign_cli_writes_parameters_and_a_video(run_command, workdir, ch
     checkpoint = workdir / "experiments" / "mgpt" / GENERATOR / "checkpoints" / "best.ckpt"
     module, dictionary = load_generator(load_config(DEMO_SOKE, [*overrides(chain), f"TEST.CHECKPOINT={checkpoint}"]))
     assert dictionary is not None and not module.training
-    codes, params = text_to_sign(module, checked_text(" أنا أذهب "), dictionary)
+    signing = text_to_sign(module, checked_text(" أنا أذهب "), dictionary)
+    codes, params = signing.codes, signing.params
     assert codes.shape == (frames // 4, 3) and codes.dtype == np.int64
     np.testing.assert_array_equal(params, stacked(record))
     expected = features_to_smplx(module.tokenizer.decode(torch.from_numpy(codes)[None])[0]).numpy()

@@ -344,15 +344,16 @@ class SignGenerator(nn.Module):
         return allowed
 
     @staticmethod
-    def _choose(logits: torch.Tensor, do_sample: bool, temperature: float, top_k: int) -> torch.Tensor:
-        """One index per row of logits (B, V), greedy or sampled."""
+    def _choose(logits: torch.Tensor, do_sample: bool, temperature: float, top_k: int,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """One index per row of logits (B, V), greedy or sampled (from `generator`, else torch's global one)."""
         if not do_sample:
             return logits.argmax(-1)
         logits = logits / temperature
         if 0 < top_k < logits.shape[-1]:
             kth_best = logits.topk(top_k, dim=-1).values[:, -1:]  # (B, 1)
             logits = logits.masked_fill(logits < kth_best, float("-inf"))
-        return torch.multinomial(logits.softmax(-1), 1).squeeze(1)
+        return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
 
     @torch.no_grad()
     def generate(
@@ -365,12 +366,15 @@ class SignGenerator(nn.Module):
         top_k: int = 0,
         use_cache: bool = True,
         min_steps: int = 0,
+        generator: torch.Generator | None = None,
     ) -> list[torch.Tensor]:
         """Codes (N_i, 3) per text, in codebook index space; N_i <= max_steps (default max_motion_tokens).
 
         All three heads advance together, one decoder pass per step. A sample ends when its body head emits
         </s> (never before `min_steps`) and leaves the batch. use_cache=False recomputes the whole prefix
-        every step, SOKE-style, for comparison. Dropout applies in training mode: call .eval() first.
+        every step, SOKE-style, for comparison. Sampling draws from `generator` when given (a seeded one
+        repeats a result without touching torch's global state, which other requests share). Dropout applies
+        in training mode: call .eval() first.
         """
         if not texts:
             return []
@@ -410,7 +414,7 @@ class SignGenerator(nn.Module):
             allowed = [body_allowed[step >= min_steps], *hand_allowed]
             choices = torch.stack([
                 self._choose(F.linear(hidden, *projections[p]).masked_fill(~allowed[p], float("-inf")),
-                             do_sample, temperature, top_k)
+                             do_sample, temperature, top_k, generator)
                 for p in range(3)
             ], dim=1)  # (B_run, 3)
             codes[running, step] = choices

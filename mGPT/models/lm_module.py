@@ -125,11 +125,18 @@ class GeneratorModule(pl.LightningModule):
         self.log("train/loss", out["loss"], prog_bar=True, batch_size=len(batch["texts"]))
         return out["loss"]
 
-    def generate_smplx(self, texts: list[str], keywords: list | None) -> tuple[list[torch.Tensor], list[np.ndarray]]:
+    def generate_smplx(self, texts: list[str], keywords: list | None, do_sample: bool | None = None,
+                       temperature: float | None = None, top_k: int | None = None,
+                       generator: torch.Generator | None = None) -> tuple[list[torch.Tensor], list[np.ndarray]]:
+        """Codes (N_i, 3) and SMPL-X parameters (4 N_i, 179) per text. Decoding options left None follow
+        TEST.DECODING, TEST.TEMPERATURE and TEST.TOP_K; `generator` seeds sampling."""
         test = self.cfg.TEST
-        codes = self.generator.generate(texts, keywords, do_sample=test.DECODING == "sample",
-                                        temperature=test.TEMPERATURE, top_k=test.TOP_K,
-                                        use_cache=self.use_kv_cache)
+        codes = self.generator.generate(
+            texts, keywords, use_cache=self.use_kv_cache, generator=generator,
+            do_sample=test.DECODING == "sample" if do_sample is None else do_sample,
+            temperature=test.TEMPERATURE if temperature is None else temperature,
+            top_k=test.TOP_K if top_k is None else top_k,
+        )
         return codes, codes_to_smplx(self.tokenizer, codes)
 
     def joints(self, params: np.ndarray) -> torch.Tensor:
