@@ -16,8 +16,8 @@ import logging
 import shutil
 import sys
 import tempfile
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,10 +70,11 @@ class Signer:
         self.dictionary = dictionary
         self.out_dir = out_dir
         self.max_tokens = int(module.generator.max_text_tokens)
-        self.fps = float(module.cfg.DATASET.TARGET_FPS)
+        self.fps = float(module.fps)  # the rate the checkpoint was trained at, as its videos play
         self._requests = 0
-        # The mesh avatar renders through one OpenGL context per process: one video at a time.
-        self._render_lock = threading.Lock()
+        # The mesh avatar renders through one OpenGL context per process, and an EGL context is current in
+        # the thread that made it: every video is drawn on this one thread, one at a time.
+        self._render_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
 
     def check(self, text: str | None) -> str:
         """`text` stripped, or BadText saying what is wrong with it."""
@@ -108,8 +109,8 @@ class Signer:
         codes = atomic_write_text(folder / "codes.json", json.dumps(
             {"text": text, "keywords": signing.keywords,
              **{part: signing.codes[:, i].tolist() for i, part in enumerate(PARTS)}}, ensure_ascii=False))
-        with self._render_lock:
-            video = render_video(self.module, signing.params, folder / "signing.mp4", caption=text)
+        video = self._render_thread.submit(render_video, self.module, signing.params, folder / "signing.mp4",
+                                           caption=text).result()
         seconds = time.perf_counter() - start
         found = ", ".join(signing.keywords) if signing.keywords else "none"
         summary = (f"{len(signing.params)} frames ({len(signing.params) / self.fps:.1f} s), "
