@@ -22,7 +22,6 @@ import gradio as gr
 import imageio
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 from mGPT.app import BadText, Signer, example_sentences
 from mGPT.config import load_config
@@ -46,8 +45,7 @@ def text_signer(tiny_mbart: Path, tmp_path_factory: pytest.TempPathFactory) -> S
     from transformers import MBartTokenizer
 
     tokenizer = MBartTokenizer.from_pretrained(tiny_mbart, local_files_only=True)
-    module = SimpleNamespace(generator=SimpleNamespace(tokenizer=tokenizer, max_text_tokens=40),
-                             cfg=OmegaConf.create({"DATASET": {"TARGET_FPS": 24}}))
+    module = SimpleNamespace(generator=SimpleNamespace(tokenizer=tokenizer, max_text_tokens=40), fps=24.0)
     return Signer(module, None, tmp_path_factory.mktemp("app_out"))
 
 

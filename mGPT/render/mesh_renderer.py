@@ -127,10 +127,12 @@ class MeshRenderer:
             raise GLUnavailable(f"the shader does not compile here: {error}") from error
         self.program["colour"].value = MESH_COLOUR
         # faces in order of their first vertex: llvmpipe then re-shades far fewer vertices (some 1.5x faster)
+        # a part without faces (a hand the mesh does not model) is drawn as nothing: GL has no empty buffers
         self.indices = {part: self.ctx.buffer(np.ascontiguousarray(part_faces[np.argsort(part_faces.min(axis=1),
                                                                                          kind="stable")],
                                                                    dtype=np.int32).tobytes())
-                        for part, part_faces in {"body": avatar.panel_faces, **avatar.hand_faces}.items()}
+                        for part, part_faces in {"body": avatar.panel_faces, **avatar.hand_faces}.items()
+                        if len(part_faces)}
         self.faces = torch.as_tensor(np.asarray(avatar.faces, dtype=np.int64))  # for normals of CPU-posed meshes
         self.targets: dict[tuple[int, int], Any] = {}
 
@@ -186,7 +188,8 @@ class MeshRenderer:
         target.use()
         self.ctx.enable(self.ctx.DEPTH_TEST)
         target.clear(*background, 1.0)
-        mesh.arrays[part].render()
+        if part in mesh.arrays:
+            mesh.arrays[part].render()
         image = np.frombuffer(target.read(components=3), dtype=np.uint8).reshape(size[1], size[0], 3)
         return image[::-1]  # GL's rows go bottom up
 
