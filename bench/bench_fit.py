@@ -125,15 +125,21 @@ def _with_mean_pose(truth: np.ndarray, mean_pose: np.ndarray) -> np.ndarray:
     return baseline
 
 
+@torch.no_grad()
+def _reprojected(fit, clip, model: PoseModel) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A fit's landmarks in the clip's image (T, L, 2) pixels, with its body and hand poses."""
+    root, body, hands, betas = from_smplx(torch.as_tensor(fit.params))
+    _, marks, _ = model(root, body, hands, betas)
+    n = len(fit.params)
+    centre = torch.tensor([[clip.image_size[0] / 2, clip.image_size[1] / 2]]).expand(n, 2)
+    pixels, _ = project(marks, torch.as_tensor(fit.translation), torch.full((n,), fit.focal), centre)
+    return pixels, body, hands
+
+
 def _visible_rms(fits, clips, model: PoseModel) -> float:
     errors = []
     for fit, clip in zip(fits, clips, strict=True):
-        with torch.no_grad():
-            root, body, hands, betas = from_smplx(torch.as_tensor(fit.params))
-            _, marks, _ = model(root, body, hands, betas)
-            n = len(fit.params)
-            centre = torch.tensor([[clip.image_size[0] / 2, clip.image_size[1] / 2]]).expand(n, 2)
-            pixels, _ = project(marks, torch.as_tensor(fit.translation), torch.full((n,), fit.focal), centre)
+        pixels, _, _ = _reprojected(fit, clip, model)
         residual = ((pixels.numpy() - clip.points[:, FITTED_INDEX]) ** 2).sum(-1)
         errors.append(residual[clip.visible[:, FITTED_INDEX]])
     return float(np.sqrt(np.concatenate(errors).mean()))
@@ -185,12 +191,9 @@ def real(args: argparse.Namespace) -> None:
     kin = SkeletonKinematics()
     mean_hand = np.zeros(179, dtype=np.float32)
     for fit, clip, hands3d in zip(fits, clips, truths3d, strict=True):
+        pixels, body, hands = _reprojected(fit, clip, model)
+        n = len(fit.params)
         with torch.no_grad():
-            root, body, hands, betas = from_smplx(torch.as_tensor(fit.params))
-            _, marks, _ = model(root, body, hands, betas)
-            n = len(fit.params)
-            centre = torch.tensor([[clip.image_size[0] / 2, clip.image_size[1] / 2]]).expand(n, 2)
-            pixels, _ = project(marks, torch.as_tensor(fit.translation), torch.full((n,), fit.focal), centre)
             inside.append(model.inside_limits(body, hands).numpy())
             joints = kin(torch.as_tensor(fit.params)).numpy()
             mean_joints = kin(torch.as_tensor(np.repeat(mean_hand[None], n, 0))).numpy()
