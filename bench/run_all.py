@@ -27,7 +27,8 @@ the same process or the same run, on the same inputs:
 
 The models for the end-to-end rows are trained here from scratch, briefly (they are timed, not judged),
 in a temporary folder, with the same commands as `make demo`. --quick uses the small sample and fewer
-repeats: a couple of minutes instead of about ten on 2 cores.
+repeats: a few minutes instead of the better part of an hour on 2 cores (the SOKE-style metric loops
+alone take some 14 minutes over their 100 pairs).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class Plan:
     full_tokenizer: tuple[int, int]  # (timed steps, batch) of the tokenizer at SOKE's sizes
 
 
-FULL = Plan(small_sample=False, metric_pairs=30,
+FULL = Plan(small_sample=False, metric_pairs=100,
             decoding=((bench_generate.TINY, 16), (bench_generate.QUICK_LARGE, 8)),
             training_steps=40, throughput=(bench_generate.LARGE, 3, 4), tokenizer_epochs=2, generator_epochs=8,
             full_tokenizer=(3, 8))
