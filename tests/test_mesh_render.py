@@ -1,6 +1,8 @@
 """The mesh avatar: skinning against mannequin-x, pixels that change where the pose changes, the mp4
 on disk, the SMPL-X mesh on a synthetic model, and the fallback to the skeleton without OpenGL."""
 
+import dataclasses
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from mGPT.data.features import features_to_smplx
 from mGPT.kinematics import build_kinematics
 from mGPT.render import mesh_renderer, video
 from mGPT.render.avatar import SmplxAvatar, build_avatar, mannequin_avatar
+from mGPT.render.mesh_renderer import MeshRenderer, closed_and_consistent, closed_and_outward, signed_volume
 from mGPT.render.mesh_video import iter_mesh_frames
 from mGPT.render.video import render_video, render_video_frames
 from tests.test_kinematics import JOINT_VERTEX_START, write_fake_smplx
@@ -95,6 +98,40 @@ def test_clenched_and_open_hands_differ_in_their_insets(avatar) -> None:
     right_inset, left_inset = insets[:, : SIZE[0] // 2], insets[:, SIZE[0] // 2:]
     assert not left_inset.any()
     assert right_inset.sum() > 2 * changed[: SIZE[1]].sum() > 0  # the same hand, drawn bigger
+
+
+TETRAHEDRON = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+OUTWARD_FACES = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])  # counter-clockwise seen from outside
+
+
+def test_only_closed_outward_meshes_have_their_back_faces_dropped() -> None:
+    assert closed_and_outward(TETRAHEDRON, OUTWARD_FACES)
+    np.testing.assert_allclose(signed_volume(TETRAHEDRON, OUTWARD_FACES), 1 / 6)
+    assert not closed_and_outward(TETRAHEDRON, OUTWARD_FACES[:, ::-1])  # wound inwards
+    one_flipped = OUTWARD_FACES.copy()
+    one_flipped[0] = one_flipped[0, ::-1]
+    assert not closed_and_consistent(one_flipped)
+    assert not closed_and_consistent(OUTWARD_FACES[:3])  # a hole
+    assert not closed_and_consistent(np.zeros((0, 3), np.int64))
+
+
+def test_culling_the_mannequins_back_faces_keeps_its_pixels(avatar, monkeypatch) -> None:
+    renderer = MeshRenderer(avatar)
+    assert renderer.closed  # mannequin-x's mesh is closed and wound outwards: its back faces are culled
+    clips = [avatar.pose(signing()), avatar.pose(set_joint(signing(), 17, [0.3, 0.2, 1.0]))]
+
+    def frames(view: str) -> np.ndarray:
+        return np.stack(list(iter_mesh_frames(avatar, clips, size=SIZE, renderer=renderer, view=view)))
+
+    culled = {view: frames(view) for view in ("front", "side")}
+    load = renderer.load
+    monkeypatch.setattr(renderer, "load", lambda skin: dataclasses.replace(load(skin), cull_back_faces=False))
+    for view, culled_frames in culled.items():
+        drawn = frames(view)
+        differ = (culled_frames != drawn).any(axis=-1)  # (T, H, W): only rasterisation ties at silhouettes
+        assert (drawn < 250).any(axis=-1).sum() > 1000  # the figure is there
+        assert differ.sum() <= 20, (view, int(differ.sum()))
+    renderer.release()
 
 
 def test_mp4_has_the_clips_frames_and_fps(tmp_path) -> None:

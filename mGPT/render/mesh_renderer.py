@@ -95,6 +95,30 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(normals, dim=-1)
 
 
+def closed_and_consistent(faces: np.ndarray) -> bool:
+    """Whether a mesh's faces (F, 3) close it, every face wound alike: each directed edge occurs once,
+    and so does its reverse."""
+    faces = np.asarray(faces, dtype=np.int64)
+    if len(faces) == 0:
+        return False
+    starts, ends = faces.reshape(-1), np.roll(faces, -1, axis=1).reshape(-1)  # the edges a->b, b->c, c->a
+    count = int(faces.max()) + 1
+    directed = np.unique(starts * count + ends)
+    return len(directed) == len(starts) and np.array_equal(directed, np.sort(ends * count + starts))
+
+
+def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
+    """The volume a closed mesh (V, 3), faces (F, 3) encloses: positive when its faces wind outwards."""
+    corners = np.asarray(vertices, dtype=np.float64)[np.asarray(faces)]  # (F, 3, 3)
+    return float(np.einsum("fi,fi->f", corners[:, 0], np.cross(corners[:, 1], corners[:, 2])).sum() / 6.0)
+
+
+def closed_and_outward(vertices: np.ndarray, faces: np.ndarray) -> bool:
+    """Whether no back face of the mesh can ever be seen from outside it, so GL may drop them before they
+    are drawn (on llvmpipe that halves a body panel's time, for the same pixels)."""
+    return closed_and_consistent(faces) and signed_volume(vertices, faces) > 0.0
+
+
 def create_context():
     """A standalone offscreen OpenGL 3.3 context, or GLUnavailable saying why not."""
     try:
@@ -113,6 +137,7 @@ class MeshBuffers:
 
     vertex_buffers: dict[str, Any]
     arrays: dict[str, Any]
+    cull_back_faces: bool  # the mesh is closed and wound outwards (closed_and_outward)
 
 
 class MeshRenderer:
@@ -134,6 +159,8 @@ class MeshRenderer:
                         for part, part_faces in {"body": avatar.panel_faces, **avatar.hand_faces}.items()
                         if len(part_faces)}
         self.faces = torch.as_tensor(np.asarray(avatar.faces, dtype=np.int64))  # for normals of CPU-posed meshes
+        self.whole_faces = np.asarray(avatar.faces)
+        self.closed = closed_and_consistent(self.whole_faces)  # then a clip whose rest winds outwards is culled
         self.targets: dict[tuple[int, int], Any] = {}
 
     def _target(self, width: int, height: int) -> Any:
@@ -155,7 +182,8 @@ class MeshRenderer:
         content = [(buffers[name], layout, name) for name, (_, _, layout) in data.items()]
         arrays = {part: self.ctx.vertex_array(self.program, content, index_buffer=indices, index_element_size=4)
                   for part, indices in self.indices.items()}
-        return MeshBuffers(buffers, arrays)
+        cull = self.closed and signed_volume(skin.rest, self.whole_faces) > 0.0
+        return MeshBuffers(buffers, arrays, cull)
 
     def pose(self, mesh: MeshBuffers, clip: PosedClip, t: int) -> None:
         """Set frame `t` of a clip: its joint matrices, or, for a CPU-posed mesh, its vertices."""
@@ -187,6 +215,10 @@ class MeshRenderer:
         target = self._target(*size)
         target.use()
         self.ctx.enable(self.ctx.DEPTH_TEST)
+        if mesh.cull_back_faces:  # counter-clockwise is GL's front face
+            self.ctx.enable(self.ctx.CULL_FACE)
+        else:
+            self.ctx.disable(self.ctx.CULL_FACE)
         target.clear(*background, 1.0)
         if part in mesh.arrays:
             mesh.arrays[part].render()

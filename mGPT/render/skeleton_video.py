@@ -45,6 +45,7 @@ LEFT_WRIST, RIGHT_WRIST = 20, 21
 
 VIEW_AXES = {"front": (0, 1), "side": (2, 1)}  # which joint coordinates become (horizontal, vertical)
 VIDEO_EXTENSIONS = (".mp4", ".gif")
+ENCODER_PRESET = "veryfast"  # x264 speed/size trade-off of every .mp4 (see save_video)
 
 TORSO_COLOUR = "#4a4a4a"
 FINGER_COLOURS = ("#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")  # one per finger, both hands
@@ -309,8 +310,11 @@ def save_video(frames: np.ndarray | Iterable[np.ndarray], path: str | Path, fps:
     # yuv420p stores colour at half resolution, so H.264 needs even sizes: pad by repeating the edge.
     height, width = first.shape[:2]
     padding = ((0, height % 2), (0, width % 2), (0, 0))
+    # x264's "veryfast" preset: the encoder shares the CPU with the renderer, and "medium" (x264's default)
+    # took twice as long (28 against 14 ms a 1024 x 768 side-by-side mesh frame) for a file of the same size
     with imageio.get_writer(path, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p",
-                            macro_block_size=1, ffmpeg_log_level="error") as writer:
+                            macro_block_size=1, ffmpeg_log_level="error",
+                            output_params=["-preset", ENCODER_PRESET]) as writer:
         writer.append_data(np.pad(first, padding, mode="edge"))
         for frame in frames:
             writer.append_data(np.pad(checked(frame), padding, mode="edge"))
