@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from conftest import DEMO_SOKE, REPO
@@ -283,18 +284,96 @@ def _load_test_py():
     return test_py
 
 
-def test_test_py_writes_the_length_entry(tiny_mbart: Path, small_sample: Path, load_script, tmp_path: Path) -> None:
+def _write_codes(module: GeneratorModule, load_script, splits: tuple[str, ...]) -> None:
+    """DATASET.CODES_PATH for the module's (untrained) tokenizer, as scripts/get_motion_code.py writes it."""
     from mGPT.data.codes import save_codes
+    from mGPT.models.datamodule import load_split
+
+    encode_split = load_script("get_motion_code").encode_split
+    packed = {split: load_split(module.cfg, split) for split in splits}
+    codes = {split: encode_split(module.tokenizer, packed[split], 40, 400, torch.device("cpu"), split)
+             for split in splits}
+    save_codes(module.cfg.DATASET.CODES_PATH, codes, {s: list(p.names) for s, p in packed.items()},
+               module.fingerprint)
+
+
+@pytest.mark.filterwarnings(r"ignore:Found \d+ module\(s\) in eval mode")  # the frozen tokenizer, on purpose
+def test_stage2_training_logs_the_length_loss_and_ratios(tiny_mbart: Path, small_sample: Path, load_script,
+                                                       tmp_path: Path) -> None:
+    """One epoch through Lightning with the head on: its loss in train/ and val/, the ratios on the generation
+    epoch, and a checkpoint whose head bounds decoding afterwards."""
+    from pytorch_lightning.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from mGPT.models.datamodule import SignDataModule
+    from train import build_trainer
+
+    cfg = _lm_config(tiny_mbart, f"DATASET.DATA_ROOT={small_sample}", f"DATASET.CODES_PATH={tmp_path / 'codes.npz'}",
+                     "LOSS.LENGTH_WEIGHT=1.0", "LM.LENGTH_BOUND=1.5", "LM.LENGTH_STEER=10.0", "TRAIN.MAX_EPOCHS=1",
+                     "TRAIN.VAL_EVERY_N_EPOCHS=1", "TRAIN.GEN_VAL_EVERY_N_EPOCHS=1", "TRAIN.BATCH_SIZE=8",
+                     "TRAIN.LOG_EVERY_N_STEPS=1", "TRAIN.MONITOR=val/loss")
+    module = GeneratorModule(cfg, _tiny_deto())
+    _write_codes(module, load_script, ("train", "val"))
+    data = SignDataModule(cfg, fingerprint=module.fingerprint, source_encoder=module.generator.encode_sources,
+                          frames_per_code=module.tokenizer.frames_per_code)
+    logger = TensorBoardLogger(save_dir=str(tmp_path), name="", version="logs", default_hp_metric=False)
+    trainer = build_trainer(cfg, tmp_path / "checkpoints", logger=logger)
+    trainer.fit(module, datamodule=data)
+    events = EventAccumulator(str(tmp_path / "logs"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    for tag in ("train/loss_length", "train/length_error", "val/loss_length", "val/length_error",
+                *(f"val/length_{k}" for k in ("ratio_mean", "ratio_p95", "at_cap_share"))):
+        assert tag in tags and all(np.isfinite(e.value) for e in events.Scalars(tag)), tag
+    assert 0.0 <= events.Scalars("val/length_at_cap_share")[-1].value <= 1.0
+
+    path = tmp_path / "generator.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = GeneratorModule.from_checkpoint(path, cfg)
+    decoded = loaded.generator.decode(TEXTS, length_bound=1.5, length_steer=10.0)
+    assert all(len(c) <= n for c, n in zip(decoded.codes, torch.ceil(1.5 * decoded.predicted_steps), strict=True))
+
+
+@pytest.mark.filterwarnings(r"ignore:Found \d+ module\(s\) in eval mode")  # the frozen tokenizer, on purpose
+def test_a_run_from_before_the_head_resumes_through_lightning(tiny_mbart: Path, small_sample: Path, load_script,
+                                                             tmp_path: Path) -> None:
+    """Its last.ckpt has no head and an optimizer state without it: resumed with the defaults, both load."""
+    from mGPT.models.datamodule import SignDataModule
+    from train import build_trainer
+
+    def fit(epochs: int, tokenizer: DETO, ckpt_path: Path | None = None) -> pl.Trainer:
+        cfg = _lm_config(tiny_mbart, f"DATASET.DATA_ROOT={small_sample}", f"DATASET.CODES_PATH={codes}",
+                         f"TRAIN.MAX_EPOCHS={epochs}", "TRAIN.VAL_EVERY_N_EPOCHS=5", "TRAIN.GEN_VAL_EVERY_N_EPOCHS=0",
+                         "TRAIN.BATCH_SIZE=8", "TRAIN.MONITOR=val/loss", f"FOLDER_EXP={tmp_path / 'exp'}")
+        module = GeneratorModule(cfg, tokenizer)
+        if not codes.is_file():
+            _write_codes(module, load_script, ("train", "val"))
+        data = SignDataModule(cfg, fingerprint=module.fingerprint, source_encoder=module.generator.encode_sources,
+                              frames_per_code=module.tokenizer.frames_per_code)
+        trainer = build_trainer(cfg, tmp_path / "checkpoints", logger=False)
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+        return trainer
+
+    codes = tmp_path / "codes.npz"
+    tokenizer = _tiny_deto()
+    trainer = fit(1, tokenizer)
+    trainer.save_checkpoint(tmp_path / "new.ckpt")
+    torch.save(_as_before_the_head(torch.load(tmp_path / "new.ckpt", weights_only=False)), tmp_path / "old.ckpt")
+    resumed = fit(2, tokenizer, ckpt_path=tmp_path / "old.ckpt")
+    assert resumed.current_epoch == 2
+    head = resumed.lightning_module.generator.length_head
+    assert not any(p.requires_grad for p in head.parameters())
+
+
+def test_test_py_writes_the_length_entry(tiny_mbart: Path, small_sample: Path, load_script, tmp_path: Path) -> None:
     from mGPT.models.datamodule import load_split
 
     cfg = _lm_config(tiny_mbart, f"DATASET.DATA_ROOT={small_sample}", f"DATASET.CODES_PATH={tmp_path / 'codes.npz'}",
                      f"TEST.CHECKPOINT={tmp_path / 'generator.ckpt'}", f"FOLDER_RESULTS={tmp_path / 'results'}",
                      "TEST.SAVE_PREDICTIONS=true", "TEST.BATCH_SIZE=4")
     module = _never_ending_module(cfg)
-    encode_split = load_script("get_motion_code").encode_split
+    _write_codes(module, load_script, ("test",))
     packed = load_split(cfg, "test")
-    codes = encode_split(module.tokenizer, packed, 40, 400, torch.device("cpu"), "test")
-    save_codes(cfg.DATASET.CODES_PATH, {"test": codes}, {"test": list(packed.names)}, module.fingerprint)
     checkpoint = {"state_dict": module.state_dict()}
     module.on_save_checkpoint(checkpoint)
     torch.save(checkpoint, cfg.TEST.CHECKPOINT)
