@@ -446,6 +446,8 @@ def test_a_head_trained_with_weight_0_cannot_bound_decoding(tiny_mbart: Path, tm
 def test_training_with_a_bound_needs_a_trained_head(tiny_mbart: Path) -> None:
     with pytest.raises(ConfigError, match="LOSS.LENGTH_WEIGHT"):
         GeneratorModule.from_config(_lm_config(tiny_mbart, "LM.LENGTH_BOUND=1.5"))
+    with pytest.raises(ConfigError, match="LM.LENGTH_BOUND"):  # at once, not at the first generation epoch
+        GeneratorModule(_lm_config(tiny_mbart, "LOSS.LENGTH_WEIGHT=1.0", "LM.LENGTH_BOUND=0.5"), _tiny_deto())
 
 
 def test_resuming_cannot_switch_the_length_head_on_or_off(tiny_mbart: Path) -> None:

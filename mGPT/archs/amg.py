@@ -64,6 +64,17 @@ class Decoded:
     predicted_steps: torch.Tensor  # (B,) float: the length head's estimate, in [1, max_motion_tokens]
 
 
+def checked_length_options(length_bound: float | None, length_steer: float | None) -> tuple[float, float]:
+    """decode()'s length_bound and length_steer as numbers, None meaning 0 (off); bad values name their key."""
+    length_bound, length_steer = float(length_bound or 0.0), float(length_steer or 0.0)
+    if length_bound != 0.0 and not length_bound >= 1.0:
+        raise ConfigError(f"length_bound (LM.LENGTH_BOUND) must be 0 or null (off) or at least 1 (a multiple "
+                          f"of the predicted length), got {length_bound}")
+    if not length_steer >= 0.0:
+        raise ConfigError(f"length_steer (LM.LENGTH_STEER) must be >= 0 (0 = off), got {length_steer}")
+    return length_bound, length_steer
+
+
 def load_mbart(mbart_dir: str | Path, src_lang: str) -> tuple[MBartTokenizer, MBartForConditionalGeneration]:
     """Tokenizer and model from a local mBART folder; nothing is fetched from the hub."""
     mbart_dir = Path(mbart_dir)
@@ -487,14 +498,9 @@ class SignGenerator(nn.Module):
         if not texts:
             return Decoded([], torch.zeros(0, dtype=torch.bool), torch.zeros(0, dtype=torch.long), torch.zeros(0))
         max_steps = self.max_motion_tokens if max_steps is None else int(max_steps)
-        length_bound, length_steer = float(length_bound or 0.0), float(length_steer or 0.0)  # None = off
+        length_bound, length_steer = checked_length_options(length_bound, length_steer)
         if do_sample and temperature <= 0:
             raise ConfigError(f"temperature (TEST.TEMPERATURE) must be > 0 for sampling, got {temperature}")
-        if length_bound != 0.0 and not length_bound >= 1.0:
-            raise ConfigError(f"length_bound (LM.LENGTH_BOUND) must be 0 or null (off) or at least 1 (a multiple "
-                              f"of the predicted length), got {length_bound}")
-        if not length_steer >= 0.0:
-            raise ConfigError(f"length_steer (LM.LENGTH_STEER) must be >= 0 (0 = off), got {length_steer}")
         if max_steps + 1 > self.mbart.config.max_position_embeddings:
             raise ConfigError(f"max_steps={max_steps} does not fit the decoder's "
                               f"{self.mbart.config.max_position_embeddings} positions")

@@ -10,7 +10,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
-from mGPT.archs.amg import Decoded, SignGenerator
+from mGPT.archs.amg import Decoded, SignGenerator, checked_length_options
 from mGPT.archs.deto import CONFIG_SAFE_GLOBALS, DETO, load_tokenizer
 from mGPT.config import default_config, exp_dir
 from mGPT.data.features import features_to_smplx
@@ -66,6 +66,7 @@ class GeneratorModule(pl.LightningModule):
         self.tokenizer = tokenizer.eval().requires_grad_(False)  # frozen: decodes codes for scoring
         sizes = tuple(self.tokenizer.config()[p]["code_num"] for p in PARTS)
         lm = cfg.LM
+        checked_length_options(lm.LENGTH_BOUND, lm.LENGTH_STEER)  # a bad value fails now, not at the first validation
         self.generator = SignGenerator(lm.MBART_PATH, codebook_sizes=sizes, hand_weight=lm.HAND_WEIGHT,
                                        src_lang=lm.SRC_LANG, max_text_tokens=lm.MAX_TEXT_TOKENS,
                                        max_motion_tokens=lm.MAX_MOTION_TOKENS,
