@@ -30,6 +30,7 @@ from mGPT.errors import ConfigError, run_cli
 from mGPT.files import writable_dir
 from mGPT.layout import PARTS
 from mGPT.metrics.dtw import dtw_mpjpe_batch
+from mGPT.metrics.length import length_summary
 from mGPT.metrics.sign_metrics import PairDTW
 from mGPT.models.checkpoints import trained_checkpoint
 
@@ -97,8 +98,11 @@ def test_generator(cfg: DictConfig, ckpt: Path, out: Path, clip_source: ClipSour
     (out / "test_scores.json").write_text(json.dumps(per_sample, indent=1, ensure_ascii=False))
     summary = {"stage": "lm", "means_m": means, "means_mm_per_step": means_mm, "samples": len(per_sample),
                "kinematics_backend": module.kinematics.backend, "checkpoint": str(ckpt), "config": cfg.NAME,
-               "decoding": cfg.TEST.DECODING, "retrieval": bool(cfg.LM.RETRIEVAL)}
+               "decoding": cfg.TEST.DECODING, "retrieval": bool(cfg.LM.RETRIEVAL),
+               "length_bound": float(cfg.LM.LENGTH_BOUND or 0.0), "length_steer": float(cfg.LM.LENGTH_STEER or 0.0)}
     outputs = sorted(module.test_outputs, key=lambda s: s["index"])
+    summary["length"] = length_summary([len(s["generated"]) for s in outputs], [len(s["reference"]) for s in outputs],
+                                       [s["at_cap"] for s in outputs], cap_steps=module.generator.max_motion_tokens)
     if evaluator is not None:  # the evaluator's reading of each generated clip, per sample and on the corpus
         from mGPT.metrics.back_translation import back_translate
 
@@ -112,7 +116,8 @@ def test_generator(cfg: DictConfig, ckpt: Path, out: Path, clip_source: ClipSour
             record = {"text": sample["text"], "codes": sample["codes"],
                       "generated": smplx_params_dict(sample["generated"]),
                       "reference": smplx_params_dict(sample["reference"]),
-                      "scores": per_sample[sample["name"]]}
+                      "scores": per_sample[sample["name"]], "at_cap": sample["at_cap"],
+                      "predicted_steps": sample["predicted_steps"]}
             with open(out / f"{sample['name']}.pkl", "wb") as f:
                 pickle.dump(record, f)
     if cfg.TEST.SAVE_VIDEOS:
@@ -126,6 +131,9 @@ def test_generator(cfg: DictConfig, ckpt: Path, out: Path, clip_source: ClipSour
             print(f"video: {path}")
     print_table(f"generation, {len(per_sample)} {cfg.TEST.SPLIT} clips, accumulated DTW cost", means, "m")
     print_table("the same per DTW step", means_mm, "mm")
+    length = summary["length"]
+    print(f"\nlength, generated / reference frames: mean {length['ratio_mean']:.3f}, p95 {length['ratio_p95']:.3f}; "
+          f"{length['at_cap_share']:.1%} of clips used every step allowed (cap {length['cap_steps']} steps)")
     if evaluator is not None:
         print_back_translation(summary["back_translation"], "generated")
     return summary

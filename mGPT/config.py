@@ -94,11 +94,27 @@ def _same_kind(default: object, value: object) -> bool:
     return isinstance(value, type(default))
 
 
-def load_config(cfg_path: str | Path, overrides: list[str] | None = None) -> DictConfig:
-    """Compose the config for `cfg_path`; `overrides` are dotted `KEY.SUB=value` strings."""
+def _schema() -> DictConfig:
+    """configs/default.yaml with the VQ parts of configs/vq/: every key, with its default."""
     schema = _read_yaml(CONFIG_DIR / "default.yaml")
     for part in VQ_PARTS:
         schema.VQ[part] = _read_yaml(CONFIG_DIR / "vq" / f"{part.lower()}.yaml")
+    return schema
+
+
+def default_config(saved: dict, source: str = "a saved config") -> DictConfig:
+    """A resolved config saved by a run (a checkpoint's) over the defaults: keys added since it was saved get
+    their defaults, retired ones are dropped with a warning, unknown ones are an error."""
+    schema = _schema()
+    layer = OmegaConf.create(saved)
+    _drop_retired(layer, source)
+    _check_against(schema, layer, source)
+    return OmegaConf.merge(schema, layer)
+
+
+def load_config(cfg_path: str | Path, overrides: list[str] | None = None) -> DictConfig:
+    """Compose the config for `cfg_path`; `overrides` are dotted `KEY.SUB=value` strings."""
+    schema = _schema()
     cfg = schema.copy()
     layers = [(CONFIG_DIR / "assets.yaml", _read_yaml(CONFIG_DIR / "assets.yaml"))]
     layers += _resolve_base(Path(cfg_path).resolve())

@@ -16,10 +16,16 @@ Within a head, logit index c is code c and index (codebook size + 3) is </s>.
 Differences from SOKE's code, on purpose: padding labels are ignored by the losses, the source attention
 mask reaches the encoder and the cross-attention, every sample stops on its own </s>, and decoding uses a
 key/value cache (use_cache=False recomputes the whole prefix every step, as SOKE does).
+
+Length: a small head on the masked mean of the encoder states predicts log(number of steps) of the target.
+Trained with the generator (length_weight), it can bound decoding to ceil(length_bound x predicted) steps and
+steer the end token once a sample runs past its predicted length (decode's length_bound, length_steer).
 """
 
+import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 
@@ -46,6 +52,27 @@ _TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model")
 ATTENTION = "sdpa"
 
 Keywords = Sequence[tuple[str, np.ndarray]]
+
+
+@dataclass
+class Decoded:
+    """What decode() made of a batch of texts, per sample in input order."""
+
+    codes: list[torch.Tensor]  # (N_i, 3) each, in codebook index space
+    at_cap: torch.Tensor  # (B,) bool: used every step it was allowed without emitting </s>
+    allowed_steps: torch.Tensor  # (B,) long: its step limit, max_steps or the length bound, whichever is lower
+    predicted_steps: torch.Tensor  # (B,) float: the length head's estimate, in [1, max_motion_tokens]
+
+
+def checked_length_options(length_bound: float | None, length_steer: float | None) -> tuple[float, float]:
+    """decode()'s length_bound and length_steer as numbers, None meaning 0 (off); bad values name their key."""
+    length_bound, length_steer = float(length_bound or 0.0), float(length_steer or 0.0)
+    if length_bound != 0.0 and not length_bound >= 1.0:
+        raise ConfigError(f"length_bound (LM.LENGTH_BOUND) must be 0 or null (off) or at least 1 (a multiple "
+                          f"of the predicted length), got {length_bound}")
+    if not length_steer >= 0.0:
+        raise ConfigError(f"length_steer (LM.LENGTH_STEER) must be >= 0 (0 = off), got {length_steer}")
+    return length_bound, length_steer
 
 
 def load_mbart(mbart_dir: str | Path, src_lang: str) -> tuple[MBartTokenizer, MBartForConditionalGeneration]:
@@ -75,8 +102,10 @@ class SignGenerator(nn.Module):
 
     One step is one code of each part, `frames_per_code` frames of motion (the tokenizer's 2**DOWN_T): at
     most max_motion_tokens steps, so at most `max_frames` frames, come out. The training loss is the sum of
-    the three heads' cross-entropies weighted by `head_weights` (LOSS.HEAD_WEIGHTS), the same for training
-    and validation.
+    the three heads' cross-entropies weighted by `head_weights` (LOSS.HEAD_WEIGHTS), plus `length_weight`
+    (LOSS.LENGTH_WEIGHT) x the length head's squared error of log steps, the same for training and
+    validation. `end_weight` (LOSS.END_WEIGHT) weighs the body head's </s> label in its cross-entropy and
+    `label_smoothing` (LOSS.LABEL_SMOOTHING) smooths all three; the defaults (0, 1, 0) are the plain loss.
     """
 
     def __init__(
@@ -89,6 +118,9 @@ class SignGenerator(nn.Module):
         max_motion_tokens: int = 100,
         head_weights: Sequence[float] = (1.0, 1.0, 1.0),
         frames_per_code: int = 4,
+        length_weight: float = 0.0,
+        end_weight: float = 1.0,
+        label_smoothing: float = 0.0,
     ):
         super().__init__()
         if len(codebook_sizes) != 3 or min(codebook_sizes) < 1:
@@ -103,6 +135,13 @@ class SignGenerator(nn.Module):
         if min(max_text_tokens, max_motion_tokens) < 1:
             raise ConfigError(f"LM.MAX_TEXT_TOKENS ({max_text_tokens}) and LM.MAX_MOTION_TOKENS "
                               f"({max_motion_tokens}) must both be positive")
+        if not length_weight >= 0.0:
+            raise ConfigError(f"length_weight (LOSS.LENGTH_WEIGHT) must be >= 0, got {length_weight}")
+        if not end_weight > 0.0:
+            raise ConfigError(f"end_weight (LOSS.END_WEIGHT) must be > 0 (1.0 = as any other label), "
+                              f"got {end_weight}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing (LOSS.LABEL_SMOOTHING) must lie in [0, 1), got {label_smoothing}")
         self.mbart_dir = Path(mbart_dir)
         self._codebook_sizes = tuple(int(n) for n in codebook_sizes)
         self.hand_weight = float(hand_weight)
@@ -110,6 +149,9 @@ class SignGenerator(nn.Module):
         self.max_text_tokens = int(max_text_tokens)
         self.max_motion_tokens = int(max_motion_tokens)
         self.frames_per_code = int(frames_per_code)
+        self.length_weight = float(length_weight)
+        self.end_weight = float(end_weight)
+        self.label_smoothing = float(label_smoothing)
 
         self.tokenizer, self.mbart = load_mbart(self.mbart_dir, src_lang)
         positions = self.mbart.config.max_position_embeddings
@@ -140,6 +182,22 @@ class SignGenerator(nn.Module):
         # Where </s> sits in each head's window, and so its label.
         self.register_buffer("eos_labels", torch.tensor([n + EXTRA_TOKENS for n in self._codebook_sizes]),
                              persistent=False)
+        # The body head's class weights: 1 for every code, end_weight for </s> (its last entry).
+        body_weights = torch.ones(self._codebook_sizes[0] + EXTRA_TOKENS + 1)
+        body_weights[-1] = self.end_weight
+        self.register_buffer("body_class_weights", body_weights, persistent=False)
+        self.length_head = self._make_length_head(self.mbart.config.d_model)
+
+    def _make_length_head(self, d_model: int) -> nn.Sequential:
+        """Pooled encoder state (B, D) -> log steps (B, 1). Untrained (length_weight 0) it is frozen, so DDP
+        does not wait for its gradients."""
+        # A forked random state: adding the head leaves every other initial weight and dropout draw as it was,
+        # so a run without it repeats one from before the head existed.
+        with torch.random.fork_rng(devices=[]):
+            head = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.Linear(d_model, 1))
+        with torch.no_grad():  # start in the middle of the allowed range rather than at 1 step
+            head[-1].bias.fill_(math.log(max(self.max_motion_tokens / 2, 1.0)))
+        return head.requires_grad_(self.length_weight > 0)
 
     @property
     def codebook_sizes(self) -> tuple[int, int, int]:
@@ -282,6 +340,25 @@ class SignGenerator(nn.Module):
         rows = (self.body_head_rows, self.lhand_head_rows, self.rhand_head_rows)
         return [(self.mbart.lm_head.weight[r], self.mbart.final_logits_bias[0, r]) for r in rows]
 
+    def _log_steps(self, encoder_states: torch.Tensor, source_mask: torch.Tensor) -> torch.Tensor:
+        """The length head's log(steps) (B,) from encoder states (B, S, D) and the source mask (B, S)."""
+        mask = source_mask[..., None].to(encoder_states.dtype)  # (B, S, 1)
+        pooled = (encoder_states * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, D): padding left out
+        return self.length_head(pooled).squeeze(-1).float()  # (B,)
+
+    def _predicted_steps(self, encoder_states: torch.Tensor, source_mask: torch.Tensor) -> torch.Tensor:
+        """Predicted steps (B,), in [1, max_motion_tokens]: a longer estimate means nothing more than the cap."""
+        log_steps = self._log_steps(encoder_states, source_mask).clamp(max=math.log(self.max_motion_tokens))
+        return log_steps.exp().clamp(min=1.0)
+
+    @torch.no_grad()
+    def predict_steps(self, texts: Sequence[str], keywords: Sequence[Keywords | None] | None = None
+                      ) -> torch.Tensor:
+        """The length head's estimate of each text's number of steps (B,), in [1, max_motion_tokens]."""
+        source_rows, source_mask = self.encode_source(texts, keywords)
+        states = self.mbart.model.encoder(input_ids=source_rows, attention_mask=source_mask).last_hidden_state
+        return self._predicted_steps(states, source_mask)
+
     def _decoder_targets(self, codes: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder input rows (B, T+1, 3) = [ar_SSL, codes...] and labels (B, T+1, 3) = [codes..., </s>]."""
         start = torch.full((1, 3), self.tgt_lang_row, device=self.device)
@@ -303,8 +380,10 @@ class SignGenerator(nn.Module):
         """Teacher-forced losses and token accuracies.
 
         loss_<part> is each head's cross-entropy over non-padding labels; loss is their sum weighted by
-        head_weights, the one number both training and validation report. sources: encode_sources(texts,
-        keywords), computed beforehand; then texts and keywords are not tokenised again.
+        head_weights, plus length_weight x loss_length (the length head's mean squared error of log steps;
+        with length_error, its mean relative error), the one number both training and validation report.
+        With length_weight 0 the head is not trained and neither key is there. sources:
+        encode_sources(texts, keywords), computed beforehand; then texts and keywords are not tokenised again.
         """
         if len(codes) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(codes)} code sequences")
@@ -314,26 +393,40 @@ class SignGenerator(nn.Module):
             raise ValueError(f"{len(texts)} texts but {len(sources)} encoded sources")
         source_rows, source_mask = self.pad_sources(sources)
         step_rows, labels = self._decoder_targets(codes)
-        hidden = self.mbart.model(
+        outputs = self.mbart.model(
             input_ids=source_rows,
             attention_mask=source_mask,
             decoder_inputs_embeds=self.embed_steps(step_rows),
             use_cache=False,
-        ).last_hidden_state  # (B, T+1, D)
+        )
+        hidden = outputs.last_hidden_state  # (B, T+1, D)
 
         out = {}
         loss = hidden.new_zeros(())
         for p, (part, projection) in enumerate(zip(PARTS, self.head_projections(), strict=True)):
             logits = F.linear(hidden, *projection)  # (B, T+1, V_p)
             part_labels = labels[..., p]  # (B, T+1)
-            part_loss = F.cross_entropy(logits.flatten(0, 1), part_labels.flatten(),
-                                        ignore_index=IGNORE_INDEX)
+            part_loss = self._cross_entropy(p, logits.flatten(0, 1), part_labels.flatten())
             real = part_labels != IGNORE_INDEX
             out[f"loss_{part}"] = part_loss
             out[f"acc_{part}"] = (logits.argmax(-1) == part_labels)[real].float().mean().detach()
             loss = loss + self.head_weights[p] * part_loss
+        if self.length_weight > 0:  # adding 0 x a loss would still change nothing but the graph; leave it out
+            steps = torch.tensor([len(c) for c in codes], device=self.device, dtype=torch.float32)  # (B,)
+            log_steps = self._log_steps(outputs.encoder_last_hidden_state, source_mask)  # (B,)
+            out["loss_length"] = F.mse_loss(log_steps, steps.clamp(min=1.0).log())
+            out["length_error"] = (log_steps.detach().exp() / steps.clamp(min=1.0) - 1.0).abs().mean()
+            loss = loss + self.length_weight * out["loss_length"]
         out["loss"] = loss
         return out
+
+    def _cross_entropy(self, part: int, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Head `part`'s cross-entropy of logits (M, V_p) against labels (M,), padding ignored; the body head
+        weighs </s> by end_weight. Plain (no weight argument) at end_weight 1, so the loss is bit for bit the
+        unweighted one."""
+        weight = self.body_class_weights if part == 0 and self.end_weight != 1.0 else None
+        return F.cross_entropy(logits, labels, weight=weight, ignore_index=IGNORE_INDEX,
+                               label_smoothing=self.label_smoothing)
 
     def _allowed(self, part: int, eos: bool) -> torch.Tensor:
         """Which entries (V_p,) of head `part` may be generated: real codes, and </s> if `eos`."""
@@ -367,18 +460,45 @@ class SignGenerator(nn.Module):
         use_cache: bool = True,
         min_steps: int = 0,
         generator: torch.Generator | None = None,
+        length_bound: float | None = None,
+        length_steer: float | None = 0.0,
     ) -> list[torch.Tensor]:
-        """Codes (N_i, 3) per text, in codebook index space; N_i <= max_steps (default max_motion_tokens).
+        """Codes (N_i, 3) per text, in codebook index space: decode(...).codes (the arguments are decode's)."""
+        return self.decode(texts, keywords, max_steps, do_sample, temperature, top_k, use_cache, min_steps,
+                           generator, length_bound, length_steer).codes
+
+    @torch.no_grad()
+    def decode(
+        self,
+        texts: Sequence[str],
+        keywords: Sequence[Keywords | None] | None = None,
+        max_steps: int | None = None,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        use_cache: bool = True,
+        min_steps: int = 0,
+        generator: torch.Generator | None = None,
+        length_bound: float | None = None,
+        length_steer: float | None = 0.0,
+    ) -> Decoded:
+        """Codes (N_i, 3) per text, N_i <= max_steps (default max_motion_tokens), with each sample's limits.
 
         All three heads advance together, one decoder pass per step. A sample ends when its body head emits
         </s> (never before `min_steps`) and leaves the batch. use_cache=False recomputes the whole prefix
         every step, SOKE-style, for comparison. Sampling draws from `generator` when given (a seeded one
         repeats a result without touching torch's global state, which other requests share). Dropout applies
         in training mode: call .eval() first.
+
+        With the length head's estimate L (LM.LENGTH_BOUND, LM.LENGTH_STEER): `length_bound` b > 0 lets a
+        sample decode at most ceil(b x L) steps; `length_steer` s > 0 adds s x (t - L) / L to the end logit at
+        every step t past L (nothing before), so a sample that runs on grows likelier to end. Both act on the
+        logits and limits of the step loop, the same for the cached and the recomputing decoder.
         """
         if not texts:
-            return []
+            return Decoded([], torch.zeros(0, dtype=torch.bool), torch.zeros(0, dtype=torch.long), torch.zeros(0))
         max_steps = self.max_motion_tokens if max_steps is None else int(max_steps)
+        length_bound, length_steer = checked_length_options(length_bound, length_steer)
         if do_sample and temperature <= 0:
             raise ConfigError(f"temperature (TEST.TEMPERATURE) must be > 0 for sampling, got {temperature}")
         if max_steps + 1 > self.mbart.config.max_position_embeddings:
@@ -390,8 +510,14 @@ class SignGenerator(nn.Module):
         ).last_hidden_state  # (B, S, D)
 
         batch = len(texts)
-        codes = torch.zeros(batch, max_steps, 3, dtype=torch.long, device=self.device)
-        lengths = torch.full((batch,), max_steps, device=self.device)
+        predicted = self._predicted_steps(encoder_states, source_mask)  # (B,)
+        allowed_steps = torch.full((batch,), max_steps, device=self.device)  # (B,)
+        if length_bound:
+            allowed_steps = torch.minimum(allowed_steps, torch.ceil(length_bound * predicted).long())
+        steps = int(allowed_steps.max())
+        codes = torch.zeros(batch, steps, 3, dtype=torch.long, device=self.device)
+        lengths = allowed_steps.clone()  # a sample that never emits </s> uses every step it may
+        at_cap = torch.ones(batch, dtype=torch.bool, device=self.device)
         running = torch.arange(batch, device=self.device)  # sample index of every row still decoding
         cache = None
         if use_cache:
@@ -403,7 +529,7 @@ class SignGenerator(nn.Module):
         hand_allowed = [self._allowed(p, eos=False) for p in (1, 2)]
         projections = self.head_projections()
 
-        for step in range(max_steps):
+        for step in range(steps):
             hidden = self.mbart.model.decoder(
                 inputs_embeds=step_embeds if use_cache else prefix,
                 encoder_hidden_states=encoder_states,
@@ -411,19 +537,24 @@ class SignGenerator(nn.Module):
                 cache=cache,
                 use_cache=use_cache,
             ).last_hidden_state[:, -1]  # (B_run, D)
+            logits = [F.linear(hidden, *projection) for projection in projections]  # (B_run, V_p) each
+            if length_steer and step >= min_steps:
+                logits[0][:, -1] += self._end_bonus(step, predicted[running], length_steer)
             allowed = [body_allowed[step >= min_steps], *hand_allowed]
             choices = torch.stack([
-                self._choose(F.linear(hidden, *projections[p]).masked_fill(~allowed[p], float("-inf")),
-                             do_sample, temperature, top_k, generator)
+                self._choose(logits[p].masked_fill(~allowed[p], float("-inf")), do_sample, temperature, top_k,
+                             generator)
                 for p in range(3)
             ], dim=1)  # (B_run, 3)
             codes[running, step] = choices
-            ended = choices[:, 0] == self.eos_labels[0]
+            ended = choices[:, 0] == self.eos_labels[0]  # (B_run,)
             lengths[running[ended]] = step
-            if ended.all() or step == max_steps - 1:
+            at_cap[running[ended]] = False
+            done = ended | (step + 1 >= allowed_steps[running])  # ended, or used its last allowed step
+            if done.all():
                 break
-            if ended.any():
-                keep = (~ended).nonzero().squeeze(1)
+            if done.any():
+                keep = (~done).nonzero().squeeze(1)
                 running, choices = running[keep], choices[keep]
                 encoder_states, source_mask = encoder_states[keep], source_mask[keep]
                 if use_cache:
@@ -433,4 +564,9 @@ class SignGenerator(nn.Module):
             step_embeds = self.embed_steps(self.code_rows(choices))[:, None]  # (B_run, 1, D)
             if not use_cache:
                 prefix = torch.cat([prefix, step_embeds], dim=1)
-        return [codes[i, : lengths[i]] for i in range(batch)]
+        return Decoded([codes[i, : lengths[i]] for i in range(batch)], at_cap, allowed_steps, predicted)
+
+    @staticmethod
+    def _end_bonus(step: int, predicted: torch.Tensor, strength: float) -> torch.Tensor:
+        """strength x the relative overshoot (t - L) / L of step t past the predicted steps L (B,); 0 before L."""
+        return strength * (step - predicted).clamp(min=0.0) / predicted

@@ -10,19 +10,28 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
-from mGPT.archs.amg import SignGenerator
+from mGPT.archs.amg import Decoded, SignGenerator, checked_length_options
 from mGPT.archs.deto import CONFIG_SAFE_GLOBALS, DETO, load_tokenizer
-from mGPT.config import exp_dir
+from mGPT.config import default_config, exp_dir
 from mGPT.data.features import features_to_smplx
-from mGPT.errors import CheckpointError
+from mGPT.errors import CheckpointError, ConfigError
 from mGPT.kinematics import build_kinematics
 from mGPT.layout import PARTS
 from mGPT.metrics.dtw import dtw_mpjpe_batch
+from mGPT.metrics.length import LengthMetrics
 from mGPT.metrics.sign_metrics import PairDTW, SignDTWMetrics
 from mGPT.models.schedule import adamw_cosine
 
 # Generation metrics exist only on generation epochs (TRAIN.GEN_VAL_EVERY_N_EPOCHS).
 GENERATION_MONITOR = "val/DTW_MPJPE_mean"
+# Of the length metrics (mGPT.metrics.length), the ones logged as val/length_<name> on generation epochs.
+LOGGED_LENGTH_METRICS = ("ratio_mean", "ratio_p95", "at_cap_share")
+LENGTH_HEAD_PREFIX = "generator.length_head."
+
+
+def uses_length_head(cfg: DictConfig) -> bool:
+    """True when decoding reads the length head's estimate (LM.LENGTH_BOUND or LM.LENGTH_STEER on)."""
+    return bool(cfg.LM.LENGTH_BOUND) or bool(cfg.LM.LENGTH_STEER)
 
 
 @torch.no_grad()
@@ -57,14 +66,18 @@ class GeneratorModule(pl.LightningModule):
         self.tokenizer = tokenizer.eval().requires_grad_(False)  # frozen: decodes codes for scoring
         sizes = tuple(self.tokenizer.config()[p]["code_num"] for p in PARTS)
         lm = cfg.LM
+        checked_length_options(lm.LENGTH_BOUND, lm.LENGTH_STEER)  # a bad value fails now, not at the first validation
         self.generator = SignGenerator(lm.MBART_PATH, codebook_sizes=sizes, hand_weight=lm.HAND_WEIGHT,
                                        src_lang=lm.SRC_LANG, max_text_tokens=lm.MAX_TEXT_TOKENS,
                                        max_motion_tokens=lm.MAX_MOTION_TOKENS,
                                        head_weights=tuple(cfg.LOSS.HEAD_WEIGHTS),
-                                       frames_per_code=self.tokenizer.frames_per_code)
+                                       frames_per_code=self.tokenizer.frames_per_code,
+                                       length_weight=cfg.LOSS.LENGTH_WEIGHT, end_weight=cfg.LOSS.END_WEIGHT,
+                                       label_smoothing=cfg.LOSS.LABEL_SMOOTHING)
         self.kinematics = build_kinematics(cfg.KINEMATICS.BACKEND, cfg.KINEMATICS.SMPLX_DIR).requires_grad_(False)
         self.val_metrics = SignDTWMetrics(self.kinematics.parts, dtw=dtw)
         self.test_metrics = SignDTWMetrics(self.kinematics.parts, dtw=dtw)
+        self.val_lengths = LengthMetrics(self.generator.max_motion_tokens)
         self.test_outputs: list[dict] = []
         # the frame rate of the codes' clips: the cache's, which the data module checks the config against
         self.fps = float(cfg.DATASET.TARGET_FPS)
@@ -82,6 +95,10 @@ class GeneratorModule(pl.LightningModule):
         """A fresh generator over the tokenizer that TRAIN.PRETRAINED_VAE names (ours or SOKE's)."""
         if not cfg.TRAIN.PRETRAINED_VAE:
             raise CheckpointError("stage 2 needs a tokenizer: set TRAIN.PRETRAINED_VAE=<tokenizer checkpoint>")
+        if uses_length_head(cfg) and not cfg.LOSS.LENGTH_WEIGHT:
+            raise ConfigError(f"LM.LENGTH_BOUND={cfg.LM.LENGTH_BOUND} and LM.LENGTH_STEER={cfg.LM.LENGTH_STEER} "
+                              "read the length head, which LOSS.LENGTH_WEIGHT=0 leaves untrained: set "
+                              "LOSS.LENGTH_WEIGHT > 0 (e.g. 1.0) or switch both off")
         tokenizer = load_tokenizer(cfg.TRAIN.PRETRAINED_VAE, cfg.DATASET.MEAN_PATH, cfg.DATASET.STD_PATH)
         return cls(cfg, tokenizer)
 
@@ -108,9 +125,10 @@ class GeneratorModule(pl.LightningModule):
                 f"{path} is not a generator (stage 'lm') checkpoint (stage {meta.get('stage')!r}); "
                 "give the stage 2 checkpoint, e.g. experiments/mgpt/<NAME>/checkpoints/best.ckpt"
             )
-        cfg = cfg if cfg is not None else OmegaConf.create(meta["config"])
+        cfg = cfg if cfg is not None else default_config(meta["config"])  # keys added since get their defaults
+        _check_length_head(path, meta, checkpoint["state_dict"], cfg)
         module = cls(cfg, tokenizer_from_metadata(meta), dtw=dtw, use_kv_cache=use_kv_cache)
-        module.load_state_dict(checkpoint["state_dict"], strict=False)
+        module.load_state_dict(module._completed_state_dict(checkpoint["state_dict"]))
         # it generates motion at the rate it was trained on, whatever the config now says
         module.fps = float(meta.get("fps", meta["config"]["DATASET"]["TARGET_FPS"]))
         return module.eval()
@@ -130,26 +148,41 @@ class GeneratorModule(pl.LightningModule):
                        generator: torch.Generator | None = None) -> tuple[list[torch.Tensor], list[np.ndarray]]:
         """Codes (N_i, 3) and SMPL-X parameters (4 N_i, 179) per text. Decoding options left None follow
         TEST.DECODING, TEST.TEMPERATURE and TEST.TOP_K; `generator` seeds sampling."""
-        test = self.cfg.TEST
-        codes = self.generator.generate(
+        decoded, params = self.decode_smplx(texts, keywords, do_sample, temperature, top_k, generator)
+        return decoded.codes, params
+
+    def decode_smplx(self, texts: list[str], keywords: list | None, do_sample: bool | None = None,
+                     temperature: float | None = None, top_k: int | None = None,
+                     generator: torch.Generator | None = None) -> tuple[Decoded, list[np.ndarray]]:
+        """generate_smplx, with what the decoder says of each sample's length (at the cap or not)."""
+        test, lm = self.cfg.TEST, self.cfg.LM
+        decoded = self.generator.decode(
             texts, keywords, use_cache=self.use_kv_cache, generator=generator,
             do_sample=test.DECODING == "sample" if do_sample is None else do_sample,
             temperature=test.TEMPERATURE if temperature is None else temperature,
             top_k=test.TOP_K if top_k is None else top_k,
+            length_bound=lm.LENGTH_BOUND, length_steer=lm.LENGTH_STEER,
         )
-        return codes, codes_to_smplx(self.tokenizer, codes)
+        return decoded, codes_to_smplx(self.tokenizer, decoded.codes)
 
     def joints(self, params: np.ndarray) -> torch.Tensor:
         return self.kinematics(torch.as_tensor(params, device=self.device)).float()
 
-    def _score_batch(self, batch: dict, metrics: SignDTWMetrics) -> list[dict]:
-        codes, generated = self.generate_smplx(batch["texts"], batch["keywords"])
+    def _score_batch(self, batch: dict, metrics: SignDTWMetrics, lengths: LengthMetrics | None = None
+                     ) -> list[dict]:
+        decoded, generated = self.decode_smplx(batch["texts"], batch["keywords"])
         references = [r.cpu().numpy() for r in batch["references"]]  # (T_i, 179) each
         metrics.update(batch["index"].to(self.device), [self.joints(g) for g in generated],
                        [self.joints(r) for r in references])
-        return [{"index": int(i), "name": n, "text": t, "codes": c.cpu().numpy(), "generated": g, "reference": r}
-                for i, n, t, c, g, r in zip(batch["index"], batch["names"], batch["texts"], codes, generated,
-                                            references, strict=True)]
+        at_cap = decoded.at_cap.tolist()
+        if lengths is not None:
+            lengths.update(batch["index"].to(self.device), [len(g) for g in generated],
+                           [len(r) for r in references], at_cap)
+        return [{"index": int(i), "name": n, "text": t, "codes": c.cpu().numpy(), "generated": g, "reference": r,
+                 "at_cap": cap, "predicted_steps": steps}
+                for i, n, t, c, g, r, cap, steps in zip(batch["index"], batch["names"], batch["texts"], decoded.codes,
+                                                        generated, references, at_cap,
+                                                        decoded.predicted_steps.tolist(), strict=True)]
 
     def _generation_epoch(self) -> bool:
         every = self.cfg.TRAIN.GEN_VAL_EVERY_N_EPOCHS
@@ -159,7 +192,7 @@ class GeneratorModule(pl.LightningModule):
         out = self.generator(batch["texts"], batch["codes"], batch["keywords"], sources=batch.get("sources"))
         self.log_dict({f"val/{k}": v for k, v in out.items()}, sync_dist=True, batch_size=len(batch["texts"]))
         if self._generation_epoch():
-            samples = self._score_batch(batch, self.val_metrics)
+            samples = self._score_batch(batch, self.val_metrics, self.val_lengths)
             if batch_idx == 0:
                 self._log_videos(samples[: self.cfg.TRAIN.VAL_VIDEOS])
 
@@ -169,8 +202,11 @@ class GeneratorModule(pl.LightningModule):
             logged = {f"val/{k}": v for k, v in scores.items() if torch.is_tensor(v)}
             # one number for best.ckpt: a generator that is good at the body but poor at the hands is not good
             logged[GENERATION_MONITOR] = torch.stack([scores[f"DTW_MPJPE_{p}"] for p in PARTS]).mean()
+            lengths = self.val_lengths.compute()  # generated / reference frames, gathered over processes
+            logged.update({f"val/length_{k}": lengths[k] for k in LOGGED_LENGTH_METRICS if k in lengths})
             self.log_dict(logged, sync_dist=True)
             self.val_metrics.reset()
+            self.val_lengths.reset()
 
     def _log_videos(self, samples: list[dict]) -> None:
         from mGPT.render.tensorboard import add_gif
@@ -190,7 +226,9 @@ class GeneratorModule(pl.LightningModule):
         self.test_outputs.extend(self._score_batch(batch, self.test_metrics))
 
     def configure_optimizers(self) -> dict:
-        return adamw_cosine(self.generator.parameters(), self.cfg, int(self.trainer.estimated_stepping_batches))
+        # a frozen length head (LOSS.LENGTH_WEIGHT 0) stays out, so optimizer states from before it still load
+        trained = [p for p in self.generator.parameters() if p.requires_grad]
+        return adamw_cosine(trained, self.cfg, int(self.trainer.estimated_stepping_batches))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         meta = self.tokenizer.checkpoint_metadata()
@@ -216,5 +254,37 @@ class GeneratorModule(pl.LightningModule):
             raise CheckpointError(f"cannot resume from {last}: it was trained with a different tokenizer than "
                                   f"TRAIN.PRETRAINED_VAE={self.cfg.TRAIN.PRETRAINED_VAE}; use a new NAME or the "
                                   "same tokenizer")
-        for key, value in self.kinematics.state_dict(prefix="kinematics.").items():
-            checkpoint["state_dict"].setdefault(key, value)
+        # The optimizer holds the length head only while LOSS.LENGTH_WEIGHT > 0: resuming cannot switch it.
+        trained_before = bool(meta.get("config", {}).get("LOSS", {}).get("LENGTH_WEIGHT"))  # absent: 0, before it
+        if trained_before != (self.generator.length_weight > 0):
+            raise CheckpointError(f"cannot resume from {last} with LOSS.LENGTH_WEIGHT={self.generator.length_weight}: "
+                                  f"that run trained {'with' if trained_before else 'without'} the length head, "
+                                  "and its optimizer state holds it only then. Resume with the weight it was "
+                                  "trained with, or start a new NAME")
+        checkpoint["state_dict"] = self._completed_state_dict(checkpoint["state_dict"])
+
+    def _completed_state_dict(self, state: dict) -> dict:
+        """A saved state dict with what checkpoints lack filled in from this module: the kinematics (never
+        saved: they are fixed data) and, in a checkpoint from before it existed, the length head (untrained)."""
+        state = dict(state)
+        missing = {**self.kinematics.state_dict(prefix="kinematics."),
+                   **self.generator.length_head.state_dict(prefix=LENGTH_HEAD_PREFIX)}
+        if any(key.startswith(LENGTH_HEAD_PREFIX) for key in state):  # a head that is there must load whole
+            missing = {k: v for k, v in missing.items() if not k.startswith(LENGTH_HEAD_PREFIX)}
+        for key, value in missing.items():
+            state.setdefault(key, value)
+        return state
+
+
+def _check_length_head(path: Path, meta: dict, state_dict: dict, cfg: DictConfig) -> None:
+    """Decoding with LM.LENGTH_BOUND or LM.LENGTH_STEER needs a checkpoint whose length head was trained."""
+    if not uses_length_head(cfg):
+        return
+    if not any(key.startswith(LENGTH_HEAD_PREFIX) for key in state_dict):
+        raise ConfigError(f"{path} has no length head (it predates it), so LM.LENGTH_BOUND and LM.LENGTH_STEER "
+                          "cannot be used with it: set both to 0, or retrain with LOSS.LENGTH_WEIGHT > 0")
+    trained_with = meta["config"].get("LOSS", {}).get("LENGTH_WEIGHT") or 0.0
+    if not trained_with > 0:
+        raise ConfigError(f"the length head of {path} was not trained (LOSS.LENGTH_WEIGHT was 0), so "
+                          "LM.LENGTH_BOUND and LM.LENGTH_STEER cannot be used with it: set both to 0, or "
+                          "retrain with LOSS.LENGTH_WEIGHT > 0")
