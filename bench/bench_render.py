@@ -10,6 +10,7 @@ reference. Measured, in frames per second:
   together   one clip as one panel with its hand insets, posed and drawn
   video      the full side-by-side frame (two panels, four hand insets, titles, caption), and the same
              written to an .mp4 through `mGPT.render.video.render_video`, against the skeleton's
+  encoding   those frames written to .mp4 alone, with x264's default preset (medium) and ours
 The last line is fps=<side-by-side mesh video frames per second, mp4 included>. On a loaded machine
 wall-clock rates fall with the load; frames per CPU second of this process are printed beside them.
 
@@ -36,7 +37,7 @@ from mGPT.kinematics import build_kinematics
 from mGPT.render.avatar import mannequin_avatar
 from mGPT.render.mesh_renderer import MeshRenderer
 from mGPT.render.mesh_video import iter_mesh_frames
-from mGPT.render.skeleton_video import render_frames
+from mGPT.render.skeleton_video import ENCODER_PRESET, render_frames, save_video
 from mGPT.render.video import render_video
 
 CAPTION = "لغة الإشارة السعودية"
@@ -115,6 +116,14 @@ def measure(frames: int = 48, size: int = 512) -> dict[str, float]:
             # CPU seconds of this process, all its threads (llvmpipe's too): on a machine that others load,
             # frames per CPU second is what the same work gives when it has the cores to itself, or less
             results[f"{avatar_name}_video_fps_per_cpu_s"] = per_second(time.process_time() - cpu_start, frames)
+        drawn = list(iter_mesh_frames(avatar, [avatar.pose(generated), avatar.pose(reference)], caption=CAPTION,
+                                      size=(size, size), renderer=renderer))
+        for preset in ("medium", ENCODER_PRESET):  # x264's default against ours, on the same frames
+            path = Path(folder) / f"{preset}.mp4"
+            start = time.perf_counter()
+            save_video(drawn, path, fps=24, preset=preset)
+            results[f"encode_ms_{preset}"] = 1000 * (time.perf_counter() - start) / frames
+            results[f"encode_bytes_{preset}"] = path.stat().st_size
     return results
 
 
@@ -146,6 +155,9 @@ def main() -> None:
           f"{results['skeleton_video_fps'] / results['mesh_video_fps']:.2f}x")
     print(f"the same per CPU second of this process: mesh {results['mesh_video_fps_per_cpu_s']:.1f} frames, "
           f"skeleton {results['skeleton_video_fps_per_cpu_s']:.1f} frames")
+    print("encoding the side-by-side mesh frames alone: " + ", ".join(
+        f"x264 {preset} {results[f'encode_ms_{preset}']:.1f} ms a frame, {results[f'encode_bytes_{preset}']:,} bytes"
+        for preset in ("medium", ENCODER_PRESET)))
     print(f"load average {os.getloadavg()[0]:.1f} (1 min) at the end")
     print(f"fps={results['mesh_video_fps']:.1f}")
 

@@ -45,7 +45,9 @@ LEFT_WRIST, RIGHT_WRIST = 20, 21
 
 VIEW_AXES = {"front": (0, 1), "side": (2, 1)}  # which joint coordinates become (horizontal, vertical)
 VIDEO_EXTENSIONS = (".mp4", ".gif")
-ENCODER_PRESET = "veryfast"  # x264 speed/size trade-off of every .mp4 (see save_video)
+# x264's preset for every .mp4: the encoder shares the CPU with the renderer, and x264's default, "medium",
+# takes twice as long for a file of the same size (bench/bench_render.py prints both)
+ENCODER_PRESET = "veryfast"
 
 TORSO_COLOUR = "#4a4a4a"
 FINGER_COLOURS = ("#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")  # one per finger, both hands
@@ -282,10 +284,12 @@ def _video_extension(path: Path) -> str:
     return extension
 
 
-def save_video(frames: np.ndarray | Iterable[np.ndarray], path: str | Path, fps: float = 24) -> Path:
+def save_video(frames: np.ndarray | Iterable[np.ndarray], path: str | Path, fps: float = 24,
+               preset: str = ENCODER_PRESET) -> Path:
     """Write frames (T, H, W, 3) uint8 to .mp4 (H.264, yuv420p) or .gif, chosen by the extension.
 
-    `frames` may be an array or any iterable of (H, W, 3) frames, written to .mp4 as they come.
+    `frames` may be an array or any iterable of (H, W, 3) frames, written to .mp4 as they come; `preset`
+    is x264's speed/size trade-off.
     """
     path = Path(path)
     extension = _video_extension(path)
@@ -310,11 +314,8 @@ def save_video(frames: np.ndarray | Iterable[np.ndarray], path: str | Path, fps:
     # yuv420p stores colour at half resolution, so H.264 needs even sizes: pad by repeating the edge.
     height, width = first.shape[:2]
     padding = ((0, height % 2), (0, width % 2), (0, 0))
-    # x264's "veryfast" preset: the encoder shares the CPU with the renderer, and "medium" (x264's default)
-    # took twice as long (28 against 14 ms a 1024 x 768 side-by-side mesh frame) for a file of the same size
     with imageio.get_writer(path, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p",
-                            macro_block_size=1, ffmpeg_log_level="error",
-                            output_params=["-preset", ENCODER_PRESET]) as writer:
+                            macro_block_size=1, ffmpeg_log_level="error", output_params=["-preset", preset]) as writer:
         writer.append_data(np.pad(first, padding, mode="edge"))
         for frame in frames:
             writer.append_data(np.pad(checked(frame), padding, mode="edge"))
