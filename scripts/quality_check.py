@@ -58,16 +58,16 @@ LENGTH_KEYS = ("ratio_mean", "ratio_p95", "at_cap_share", "cap_steps")
 # ---------------------------------------------------------------- the table, from the summaries alone
 
 
-def length_stats(generated_frames: Sequence[int], reference_frames: Sequence[int], generated_steps: Sequence[int],
+def length_stats(generated_frames: Sequence[int], reference_frames: Sequence[int], at_cap: Sequence[bool],
                  cap_steps: int) -> dict[str, float]:
-    """Per-clip generated / reference frame ratios -> their mean and 95th percentile, and the share of clips
-    whose generation ran to `cap_steps` (the keys of test_summary.json's `length` entry)."""
-    if not len(generated_frames) == len(reference_frames) == len(generated_steps) > 0:
+    """Per-clip generated / reference frame ratios -> their mean and 95th percentile (numpy's, linear), and
+    the share of clips that ran to the cap: the keys and the meaning of test_summary.json's `length` entry."""
+    if not len(generated_frames) == len(reference_frames) == len(at_cap) > 0:
         raise DataError(f"length ratios need one generated and one reference length per clip, got "
-                        f"{len(generated_frames)}, {len(reference_frames)} and {len(generated_steps)}")
+                        f"{len(generated_frames)}, {len(reference_frames)} and {len(at_cap)}")
     ratios = np.asarray(generated_frames, dtype=float) / np.asarray(reference_frames, dtype=float)
     return {"ratio_mean": float(ratios.mean()), "ratio_p95": float(np.percentile(ratios, 95)),
-            "at_cap_share": float(np.mean(np.asarray(generated_steps) >= cap_steps)), "cap_steps": int(cap_steps)}
+            "at_cap_share": float(np.mean(np.asarray(at_cap, dtype=bool))), "cap_steps": int(cap_steps)}
 
 
 def _value(summary: dict, what: str, *keys: str) -> float:
@@ -169,9 +169,10 @@ def read_json(path: Path, what: str) -> dict:
 
 def lengths_from_predictions(folder: Path, cap_steps: int) -> dict[str, float]:
     """length_stats of the <SENTENCE_NAME>.pkl files test.py saved (TEST.SAVE_PREDICTIONS=true), one per clip
-    of test_scores.json; the reference is the clip after the length rules, as the metric saw it."""
+    of test_scores.json; the reference is the clip after the length rules, as the metric saw it. A clip is at
+    the cap where its pickle says so (`at_cap`), else (older pickles) where it has `cap_steps` codes."""
     names = read_json(folder / "test_scores.json", "the per-sample scores")
-    generated, reference, steps = [], [], []
+    generated, reference, at_cap = [], [], []
     for name in names:
         path = folder / f"{name}.pkl"
         if not path.is_file():
@@ -180,10 +181,10 @@ def lengths_from_predictions(folder: Path, cap_steps: int) -> dict[str, float]:
         try:
             generated.append(len(record["generated"]["smplx_root_pose"]))
             reference.append(len(record["reference"]["smplx_root_pose"]))
-            steps.append(len(record["codes"]))
+            at_cap.append(bool(record["at_cap"]) if "at_cap" in record else len(record["codes"]) >= cap_steps)
         except (KeyError, TypeError) as err:
             raise DataError(f"{path}: not a prediction of test.py (missing {err})") from err
-    return length_stats(generated, reference, steps, cap_steps)
+    return length_stats(generated, reference, at_cap, cap_steps)
 
 
 # ---------------------------------------------------------------- the chain

@@ -94,7 +94,7 @@ def test_missing_numbers_and_mixed_backends_are_named(quality) -> None:
 
 
 def test_length_stats(quality) -> None:
-    stats = quality.length_stats([80, 400, 120, 60], [80, 100, 100, 120], [20, 100, 30, 15], cap_steps=100)
+    stats = quality.length_stats([80, 400, 120, 60], [80, 100, 100, 120], [False, True, False, False], cap_steps=100)
     ratios = [1.0, 4.0, 1.2, 0.5]
     assert stats == {"ratio_mean": pytest.approx(np.mean(ratios)),
                      "ratio_p95": pytest.approx(np.percentile(ratios, 95)), "at_cap_share": 0.25, "cap_steps": 100}
@@ -102,22 +102,24 @@ def test_length_stats(quality) -> None:
         quality.length_stats([], [], [], cap_steps=100)
 
 
-def prediction(generated_frames: int, reference_frames: int) -> dict:
-    """A test.py prediction pickle, as far as the lengths go."""
+def prediction(generated_frames: int, reference_frames: int, at_cap: bool | None = None) -> dict:
+    """A test.py prediction pickle, as far as the lengths go (older ones have no at_cap)."""
     params = {"smplx_root_pose": np.zeros((generated_frames, 3), np.float32)}
-    return {"text": "نص", "codes": np.zeros((generated_frames // 4, 3), np.int64), "generated": params,
-            "reference": {"smplx_root_pose": np.zeros((reference_frames, 3), np.float32)}, "scores": {}}
+    record = {"text": "نص", "codes": np.zeros((generated_frames // 4, 3), np.int64), "generated": params,
+              "reference": {"smplx_root_pose": np.zeros((reference_frames, 3), np.float32)}, "scores": {}}
+    return record if at_cap is None else {**record, "at_cap": at_cap}
 
 
 def test_lengths_from_saved_predictions(quality, tmp_path: Path) -> None:
-    clips = {"S01_0001_00001": (400, 80), "S02_0002_00002": (48, 64)}
+    clips = {"S01_0001_00001": (400, 80), "S02_0002_00002": (48, 64), "S03_0003_00003": (40, 40, True)}
     (tmp_path / "test_scores.json").write_text(json.dumps({name: {} for name in clips}), encoding="utf-8")
     for name, lengths in clips.items():
         with open(tmp_path / f"{name}.pkl", "wb") as handle:
             pickle.dump(prediction(*lengths), handle)
     (tmp_path / "stray.pkl").write_bytes(b"not one of the test clips: never read")
-    stats = quality.lengths_from_predictions(tmp_path, cap_steps=100)
-    assert stats["ratio_mean"] == pytest.approx((5.0 + 0.75) / 2) and stats["at_cap_share"] == 0.5
+    stats = quality.lengths_from_predictions(tmp_path, cap_steps=100)  # 100 codes, or the pickle's own at_cap
+    assert stats["ratio_mean"] == pytest.approx((5.0 + 0.75 + 1.0) / 3)
+    assert stats["at_cap_share"] == pytest.approx(2 / 3)
     (tmp_path / "S02_0002_00002.pkl").unlink()
     with pytest.raises(DataError, match="S02_0002_00002.pkl not found: test the generator with TEST.SAVE_PREDICTIONS"):
         quality.lengths_from_predictions(tmp_path, cap_steps=100)
