@@ -1,24 +1,49 @@
+"""The synthetic sample: the Isharah layout, its sentences and signs, for both styles (a, the embedded
+sample, and b, the second family), plus what makes b another family and a unchanged by b's arrival."""
+
+import hashlib
+import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
 from mannequin import Mannequin
 
 from mGPT.data.features import resample_length, smplx_to_features
-from mGPT.data.isharah import CSV_COLUMNS, frame_files, read_clip, read_split_csv, split_csv_path
-from mGPT.data.synthetic import FPS_CHOICES, VOCABULARY, generate_dataset, main
+from mGPT.data.isharah import CSV_COLUMNS, frame_files, load_untrusted_pickle, read_clip, read_split_csv, split_csv_path
+from mGPT.data.synthetic import FPS_CHOICES, STYLE_A, STYLE_B, STYLES, VOCABULARY, generate_dataset, main
 from mGPT.errors import DataError
 from mGPT.layout import SMPLX_KEYS
 
 SPLITS = ("train", "val", "test", "dictionary")
+SMALL_COUNTS = {"a": {"train": 24, "val": 6, "test": 6, "dictionary": 12},
+                "b": {"train": 20, "val": 5, "test": 5, "dictionary": 10}}
+# content_digest of `generate_dataset(root, seed=3, small=True)` made by the generator before styles existed
+# (commit bef8edc). Style a must keep making exactly this; a new numpy or scipy may round differently, and
+# then the digest is re-recorded from that commit, never from the current code.
+STYLE_A_SMALL_SEED_3 = "6d72b223920695f07c6f93cf2fe58dcad899874af89f82e170bc584a781a5559"
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic")
-    summary = generate_dataset(root, seed=3, small=True)
-    tables = {split: read_split_csv(split_csv_path(root, split)) for split in SPLITS}
-    return root, summary, tables
+def generated(tmp_path_factory):
+    """generated(style) -> (root, summary, tables) of the small set with seed 3, made once per module."""
+    made = {}
+
+    def get(style: str):
+        if style not in made:
+            root = tmp_path_factory.mktemp(f"synthetic_{style}")
+            summary = generate_dataset(root, seed=3, small=True, style=style)
+            tables = {split: read_split_csv(split_csv_path(root, split)) for split in SPLITS}
+            made[style] = root, summary, tables
+        return made[style]
+
+    return get
+
+
+@pytest.fixture(scope="module", params=sorted(STYLES))
+def dataset(request, generated):
+    return generated(request.param)
 
 
 def sentences(table) -> set[str]:
@@ -33,12 +58,22 @@ def test_vocabulary_is_about_60_distinct_arabic_words():
     assert all(any("\u0600" <= char <= "\u06ff" for char in word) and " " not in word for word in VOCABULARY)
 
 
+def test_style_b_has_30_other_distinct_arabic_words():
+    words = STYLE_B.vocabulary
+    assert len(words) == len(set(words)) == 30 != len(VOCABULARY)
+    assert not set(words) & set(VOCABULARY)
+    assert all(any("\u0600" <= char <= "\u06ff" for char in word) and " " not in word for word in words)
+    assert STYLE_A.vocabulary == VOCABULARY
+
+
 def test_small_sizes_and_summary(dataset):
     root, summary, tables = dataset
     counts = {split: len(tables[split]) for split in SPLITS}
-    assert counts == {"train": 24, "val": 6, "test": 6, "dictionary": 12}
-    assert summary["words"] == 12
+    assert counts == SMALL_COUNTS[summary["style"]]
+    assert summary["words"] == counts["dictionary"]
     assert {split: summary["splits"][split]["clips"] for split in SPLITS} == counts
+    marker = json.loads((root / "SYNTHETIC.json").read_text(encoding="utf-8"))
+    assert marker["style"] == summary["style"] and marker["seed"] == 3 and marker["small"] is True
 
 
 def test_layout_frame_counts_and_timing(dataset):
@@ -90,11 +125,11 @@ def test_val_and_test_sentences_unseen_but_words_known(dataset):
 
 
 def test_dictionary_has_one_clip_per_word(dataset):
-    _, _, tables = dataset
+    _, summary, tables = dataset
     words = list(tables["dictionary"]["SENTENCE"])
-    assert len(words) == len(set(words)) == 12
+    assert len(words) == len(set(words)) == SMALL_COUNTS[summary["style"]]["dictionary"]
     train_words = {word for sentence in sentences(tables["train"]) for word in sentence.split()}
-    assert set(words) == train_words and set(words) <= set(VOCABULARY)
+    assert set(words) == train_words and set(words) <= set(STYLES[summary["style"]].vocabulary)
 
 
 def test_every_word_is_a_distinct_sign(dataset):
@@ -108,17 +143,21 @@ def test_every_word_is_a_distinct_sign(dataset):
     assert distance.min() > 0.05
 
 
-def test_wrists_in_front_of_torso_between_hip_and_head(dataset):
-    """Forward kinematics of every generated frame: hands where signing happens, not in a T-pose."""
-    root, _, tables = dataset
+def forward_kinematics(frames: np.ndarray) -> tuple[np.ndarray, object]:
+    """(N, 179) SMPL-X frames -> (N, 54, 3) mannequin-x joints (y up, z forward), and the joint index."""
     mannequin = Mannequin("convex")
-    joint = mannequin.joint_names.index
-    frames = np.concatenate([read_clip(root / split / "poses" / name)
-                             for split in SPLITS for name in tables[split]["SENTENCE_NAME"]])
     pose = mannequin.rest_pose(batch_dims=(len(frames),))
     pose["body_pose"] = frames[:, 3:66].reshape(-1, 21, 3)
     pose["hand_pose"] = frames[:, 66:156].reshape(-1, 30, 3)
-    joints = mannequin.joint_transforms(pose)[..., :3, 3]  # (N, 54, 3), y up, z forward
+    return mannequin.joint_transforms(pose)[..., :3, 3], mannequin.joint_names.index
+
+
+def test_wrists_in_front_of_torso_between_hip_and_head(dataset):
+    """Forward kinematics of every generated frame: hands where signing happens, not in a T-pose."""
+    root, _, tables = dataset
+    frames = np.concatenate([read_clip(root / split / "poses" / name)
+                             for split in SPLITS for name in tables[split]["SENTENCE_NAME"]])
+    joints, joint = forward_kinematics(frames)  # (N, 54, 3)
     rest = joints[0]
     for wrist in ("L_Wrist", "R_Wrist"):
         position = joints[:, joint(wrist)]
@@ -139,14 +178,15 @@ def test_jaw_and_expression_move(dataset):
 
 
 def test_same_seed_same_bytes_and_regenerating_replaces(tmp_path, dataset):
-    first, _, _ = dataset
+    first, summary, _ = dataset
+    style = summary["style"]
     second = tmp_path / "again"
-    assert main(["--out", str(second), "--seed", "3", "--small"]) == 0
+    assert main(["--out", str(second), "--seed", "3", "--small", "--style", style]) == 0
     files = sorted(path.relative_to(first) for path in first.rglob("*") if path.is_file())
     assert files == sorted(path.relative_to(second) for path in second.rglob("*") if path.is_file())
     assert all((first / path).read_bytes() == (second / path).read_bytes() for path in files)
 
-    generate_dataset(second, seed=4, small=True)  # a synthetic folder is replaced, not mixed
+    generate_dataset(second, seed=4, small=True, style=style)  # a synthetic folder is replaced, not mixed
     csv = split_csv_path(second, "train")
     assert csv.read_bytes() != split_csv_path(first, "train").read_bytes()
     table = read_split_csv(csv)
@@ -154,6 +194,127 @@ def test_same_seed_same_bytes_and_regenerating_replaces(tmp_path, dataset):
     for _, row in table.iterrows():
         frames = frame_files(second / "train" / "poses" / row["SENTENCE_NAME"])
         assert len(frames) == round((row["END_REALIGNED"] - row["START_REALIGNED"]) * row["fps"])
+
+
+def content_digest(root: Path) -> str:
+    """SHA-256 of a generated folder: every file's path and content, a pickle by its arrays (its bytes
+    also depend on numpy's pickle format), SYNTHETIC.json without the "style" key that styles added."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode())
+        if path.suffix == ".pkl":
+            content = load_untrusted_pickle(path)
+            for key in sorted(content):
+                array = np.ascontiguousarray(content[key])
+                digest.update(f"{key} {array.dtype} {array.shape}".encode())
+                digest.update(array.tobytes())
+        elif path.name == "SYNTHETIC.json":
+            marker = json.loads(path.read_text(encoding="utf-8"))
+            marker.pop("style", None)
+            digest.update(json.dumps(marker, sort_keys=True).encode())
+        else:
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_style_a_is_the_generator_it_was(generated):
+    root, summary, _ = generated("a")
+    assert summary["style"] == "a"
+    assert content_digest(root) == STYLE_A_SMALL_SEED_3
+
+
+def test_style_b_is_another_family(generated):
+    (root_a, summary_a, tables_a), (root_b, summary_b, tables_b) = generated("a"), generated("b")
+    assert summary_b["words"] != summary_a["words"]
+    words_a = {word for table in tables_a.values() for sentence in table["SENTENCE"] for word in sentence.split()}
+    words_b = {word for table in tables_b.values() for sentence in table["SENTENCE"] for word in sentence.split()}
+    assert words_b <= set(STYLE_B.vocabulary) and not words_a & words_b
+    name_a, name_b = tables_a["train"]["SENTENCE_NAME"].iloc[0], tables_b["train"]["SENTENCE_NAME"].iloc[0]
+    clip_a, clip_b = read_clip(root_a / "train" / "poses" / name_a), read_clip(root_b / "train" / "poses" / name_b)
+    assert clip_a.shape[1] == clip_b.shape[1] == 179
+    assert not np.array_equal(clip_a[:40], clip_b[:40])
+    # other signers: other body shapes
+    betas = {style: np.stack([read_clip(root / "train" / "poses" / name)[0, 159:169]
+                              for name in tables["train"]["SENTENCE_NAME"]])
+             for style, (root, _, tables) in (("a", generated("a")), ("b", generated("b")))}
+    assert not set(map(tuple, betas["a"])) & set(map(tuple, betas["b"]))
+    assert len(set(map(tuple, betas["b"]))) == STYLE_B.small.signers
+
+
+def clips(root: Path, tables: dict) -> list[np.ndarray]:
+    """The sentence clips (train, val, test) of a generated folder, (T, 179) each."""
+    return [read_clip(root / split / "poses" / name) for split in ("train", "val", "test")
+            for name in tables[split]["SENTENCE_NAME"]]
+
+
+def wrist_spread(sentences: list[np.ndarray]) -> float:
+    """Mean over clips and both wrists of the RMS distance (m) of the wrist from its mean in the clip."""
+    spreads = []
+    for clip in sentences:
+        joints, joint = forward_kinematics(clip)
+        for wrist in ("L_Wrist", "R_Wrist"):
+            position = joints[:, joint(wrist)]  # (T, 3)
+            spreads.append(np.sqrt(((position - position.mean(axis=0)) ** 2).sum(axis=1).mean()))
+    return float(np.mean(spreads))
+
+
+def arm_rotation_spread(sentences: list[np.ndarray]) -> float:
+    """Std over all frames of the SMPL-X shoulder and elbow axis-angles (body joints 16-19), mean over numbers."""
+    body = np.concatenate(sentences)[:, 3:66].reshape(-1, 21, 3)
+    return float(body[:, 15:19].std(axis=0).mean())
+
+
+def test_style_b_moves_its_arms_further(generated):
+    """On the small sets of seed 3 (measured: wrists 1.12x further, rotations 1.21x wider; over 120 clips
+    of the full vocabularies the wrist spread is 1.25x)."""
+    (root_a, _, tables_a), (root_b, _, tables_b) = generated("a"), generated("b")
+    clips_a, clips_b = clips(root_a, tables_a), clips(root_b, tables_b)
+    spread_a, spread_b = wrist_spread(clips_a), wrist_spread(clips_b)
+    assert spread_b > 1.1 * spread_a, (spread_a, spread_b)
+    rotation_a, rotation_b = arm_rotation_spread(clips_a), arm_rotation_spread(clips_b)
+    assert rotation_b > 1.15 * rotation_a, (rotation_a, rotation_b)
+
+
+def finger_curls(clip: np.ndarray) -> np.ndarray:
+    """(T, 179) -> (T, 5): per finger of the right hand, the mean rotation angle of its three joints (rad)."""
+    right_hand = clip[:, 111:156].reshape(-1, 5, 3, 3)
+    return np.linalg.norm(right_hand, axis=-1).mean(axis=-1)
+
+
+def held_handshapes(root: Path, tables: dict, tolerance: float = 0.12) -> int:
+    """Distinct right-hand shapes held still (3 frames or more) in the dictionary clips: the finger curls of
+    each hold, grouped where every finger is within `tolerance` rad of a group's first hold."""
+    holds = []
+    for name in tables["dictionary"]["SENTENCE_NAME"]:
+        curls = finger_curls(read_clip(root / "dictionary" / "poses" / name))  # (T, 5)
+        still = np.abs(np.diff(curls, axis=0)).max(axis=1) < 0.01  # (T-1,)
+        start = None
+        for i, is_still in enumerate([*still, False]):
+            if is_still and start is None:
+                start = i
+            elif not is_still and start is not None:
+                if i - start >= 2:  # 3 frames or more
+                    holds.append(np.median(curls[start:i + 1], axis=0))
+                start = None
+    groups: list[np.ndarray] = []
+    for hold in holds:
+        if not any(np.abs(hold - group).max() < tolerance for group in groups):
+            groups.append(hold)
+    return len(groups)
+
+
+def test_style_b_has_more_handshapes(generated):
+    """Seed 3's small sets hold 6 (a) and 11 (b) distinct held handshapes (seeds 0 and 1: 9 / 10, 8 / 9)."""
+    assert len(STYLE_B.handshapes) > len(STYLE_A.handshapes)
+    (root_a, _, tables_a), (root_b, _, tables_b) = generated("a"), generated("b")
+    shapes_a, shapes_b = held_handshapes(root_a, tables_a), held_handshapes(root_b, tables_b)
+    assert shapes_b > shapes_a, (shapes_a, shapes_b)
+
+
+def test_an_unknown_style_is_refused(tmp_path):
+    with pytest.raises(DataError, match="unknown synthetic style 'c'"):
+        generate_dataset(tmp_path, small=True, style="c")
+    assert not (tmp_path / "train").exists()
 
 
 def test_refuses_to_overwrite_real_data(tmp_path, capsys):
@@ -166,12 +327,14 @@ def test_refuses_to_overwrite_real_data(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_default_size(tmp_path):
-    summary = generate_dataset(tmp_path, seed=0)
-    assert summary["words"] == len(VOCABULARY)
+@pytest.mark.parametrize(("style", "held_out"), [("a", 40), ("b", 30)])
+def test_default_size(tmp_path, style, held_out):
+    summary = generate_dataset(tmp_path, seed=0, style=style)
+    vocabulary = STYLES[style].vocabulary
+    assert summary["words"] == len(vocabulary)
     assert summary["splits"]["train"]["clips"] == 300
-    assert summary["splits"]["val"]["clips"] == summary["splits"]["test"]["clips"] == 40
+    assert summary["splits"]["val"]["clips"] == summary["splits"]["test"]["clips"] == held_out
     tables = {split: read_split_csv(split_csv_path(tmp_path, split)) for split in SPLITS}
     train_words = {word for sentence in sentences(tables["train"]) for word in sentence.split()}
-    assert train_words == set(VOCABULARY)
+    assert train_words == set(vocabulary)
     assert not (sentences(tables["val"]) | sentences(tables["test"])) & sentences(tables["train"])

@@ -15,6 +15,15 @@ the spine; tests/test_synthetic.py checks every generated frame).
 
 The dictionary split holds one isolated clip per word (SENTENCE is the word). Val and test hold
 sentences that never occur in train, made only of words that train contains.
+
+Two styles, two independently designed families in the same layout (`--style`), so a recipe tuned on
+one can be judged on the other. Everything that differs lives in one `Style` each:
+- `a` (the default, the embedded sample): 60 words in a subject-verb-object grammar, 6 signers, signs
+  of two or three key poses joined by cosine easing, 9 handshapes.
+- `b`: 30 other words in a topic-comment grammar (time and topic first, the verb late, a negation or
+  question sign last), 8 signers with more varied bodies and speeds, signs of two to four key poses that
+  hold each pose and overshoot it on the way (anticipation and overshoot easing, also between signs),
+  wider arm movements, 15 handshapes, more two-handed signs and handshape changes.
 """
 
 from __future__ import annotations
@@ -62,6 +71,32 @@ _TEMPLATES = (
 _FULL_CLASSES = {"pronoun": PRONOUNS, "verb": VERBS, "object": OBJECTS, "place": PLACES, "time": TIMES,
                  "adjective": ADJECTIVES, "interjection": INTERJECTIONS}
 _SMALL_CLASSES = {"pronoun": PRONOUNS[:3], "verb": VERBS[:4], "object": OBJECTS[:3], "place": PLACES[:2]}
+
+# Style b's words: none of style a's, and no stop words (every one can be a retrieval keyword).
+_B_PEOPLE = ("أب", "أخت", "طبيب", "معلم", "طفل")
+_B_ACTIONS = ("يطبخ", "يغسل", "يفتح", "يحمل", "ينتظر", "يركب", "يبيع", "يصلح")
+_B_THINGS = ("شاي", "سكر", "ملح", "مفتاح", "حقيبة", "نافذة", "دواء", "قميص")
+_B_PLACES = ("حديقة", "مطار", "صيدلية", "ملعب")
+_B_TIMES = ("ليلا", "دائما", "أحيانا")
+_B_MARKERS = ("ليس", "ماذا")  # negation and question, signed last as many sign languages do
+_B_FULL_CLASSES = {"person": _B_PEOPLE, "action": _B_ACTIONS, "thing": _B_THINGS, "place": _B_PLACES,
+                   "time": _B_TIMES, "marker": _B_MARKERS}
+_B_SMALL_CLASSES = {"person": _B_PEOPLE[:2], "action": _B_ACTIONS[:3], "thing": _B_THINGS[:3],
+                    "place": _B_PLACES[:1], "time": _B_TIMES[:1]}
+# Topic-comment order: time, then place and thing as the topic, then who, then the verb; 2 to 6 signs.
+_B_TEMPLATES = (
+    ("person", "action"),
+    ("person", "action", "marker"),
+    ("thing", "person", "action"),
+    ("time", "person", "action"),
+    ("place", "person", "action"),
+    ("thing", "person", "action", "marker"),
+    ("time", "place", "person", "action"),
+    ("place", "thing", "person", "action"),
+    ("time", "thing", "person", "action", "marker"),
+    ("time", "place", "thing", "person", "action"),
+    ("time", "place", "thing", "person", "action", "marker"),
+)
 
 
 @dataclass(frozen=True)
@@ -121,6 +156,100 @@ _FINGER_AXES /= np.linalg.norm(_FINGER_AXES, axis=1, keepdims=True)
 _THUMB_AXIS = np.array([0.3, 0.7, -0.6]) / np.linalg.norm([0.3, 0.7, -0.6])
 _JAW_AXIS = np.array([1.0, 0.08, -0.05])  # opening is about x, with a little sideways drift
 
+# Style b's handshapes: more of them, and not the same inventory (curls as in _HANDSHAPES).
+_B_HANDSHAPES = np.array([
+    [-0.1, -0.1, -0.1, -0.1, 0.0],  # flat
+    [1.4, 1.4, 1.4, 1.4, 0.8],  # fist
+    [-0.1, 1.4, 1.4, 1.4, 0.8],  # index point
+    [-0.1, -0.1, 1.4, 1.4, 0.8],  # V
+    [-0.1, -0.1, -0.1, 1.4, 0.8],  # W
+    [-0.1, 1.4, 1.4, 1.4, -0.3],  # L
+    [1.4, 1.4, 1.4, -0.1, 0.8],  # pinky
+    [-0.1, 1.4, 1.4, -0.1, 0.8],  # horns
+    [1.4, 1.4, 1.4, -0.1, -0.3],  # Y
+    [1.1, -0.1, -0.1, -0.1, 0.7],  # pinch (F)
+    [-0.1, 1.2, -0.1, -0.1, 0.6],  # open 8
+    [0.45, 0.45, 0.45, 0.45, 0.1],  # wide C
+    [1.0, 1.0, 1.0, 1.0, 0.3],  # claw
+    [1.4, 1.4, 1.4, 1.4, -0.3],  # thumb up
+    [-0.2, -0.2, -0.2, -0.2, -0.3],  # spread five
+])
+
+
+@dataclass(frozen=True)
+class Style:
+    """One family of synthetic signing: its words and grammar, the sizes of its splits, what its signs
+    look like, how a clip joins them, and who signs them. Ranges are (low, high) of a uniform draw."""
+
+    name: str
+    stream: int  # added to the random stream numbers, so two styles never share a draw
+    templates: tuple[tuple[str, ...], ...]  # sentences as sequences of word classes
+    default: _Size
+    small: _Size
+    # signs
+    handshapes: np.ndarray  # (H, 5) curls of index, middle, ring, pinky, thumb
+    arm_low: np.ndarray  # (6,) range of the arm angles of a key pose, radians
+    arm_high: np.ndarray
+    arm_limits: tuple[np.ndarray, np.ndarray]  # (6,) each: the performed arm angles are clipped to these
+    key_poses: tuple[int, int]  # fewest and most key poses of a sign
+    two_handed: float  # share of two-handed signs
+    handshape_change: float  # share of signs whose last key pose may take another handshape
+    repeated: float  # share of signs with a repeated movement (tapping, waving)
+    sign_seconds: tuple[float, float]  # duration of a sign at a signer's normal speed
+    hold: tuple[float, float]  # share of each movement between key poses spent holding them still
+    overshoot: float  # easing past the target and back, in signs and between them (0: plain cosine)
+    # clips
+    transition_seconds: tuple[float, float]  # blend from one sign to the next
+    rest_seconds: tuple[float, float]  # rest pose before the first and after the last sign
+    amplitude: tuple[float, float]  # scale of a performed sign's arm movement about its centre
+    noise: float  # tremor, radians per control dimension (see NOISE_RAD)
+    # signers
+    betas_scale: float | np.ndarray  # std of the 10 SMPL-X shape numbers: height, build, proportions
+    speed: tuple[float, float]
+    arm_offset: float  # std of a signer's posture habit, radians
+
+    @property
+    def vocabulary(self) -> tuple[str, ...]:
+        return tuple(word for words in self.default.classes.values() for word in words)
+
+    def size(self, small: bool) -> _Size:
+        return self.small if small else self.default
+
+
+# tremor, in radians per control dimension; a few mm at the wrist, below what a 4x-downsampled
+# tokenizer can follow, so it sets a floor under any reconstruction error
+NOISE_RAD = 0.005
+
+STYLE_A = Style(
+    name="a", stream=0, templates=_TEMPLATES, default=_DEFAULT_SIZE, small=_SMALL_SIZE,
+    handshapes=_HANDSHAPES, arm_low=_ARM_LOW, arm_high=_ARM_HIGH,
+    arm_limits=(np.full(_ARM, -np.inf), np.full(_ARM, np.inf)),  # none needed: the ranges keep the wrists in place
+    key_poses=(2, 3), two_handed=0.4,
+    handshape_change=0.4, repeated=0.4, sign_seconds=(0.5, 1.0), hold=(0.0, 0.0), overshoot=0.0,
+    transition_seconds=(0.16, 0.24), rest_seconds=(0.25, 0.45), amplitude=(0.85, 1.15), noise=NOISE_RAD,
+    betas_scale=0.7, speed=(0.93, 1.07), arm_offset=0.04,
+)
+STYLE_B = Style(
+    name="b", stream=10, templates=_B_TEMPLATES,
+    default=_Size(_B_FULL_CLASSES, signers=8, train_sentences=100, signers_per_train_sentence=3,
+                  val_clips=30, test_clips=30),
+    small=_Size(_B_SMALL_CLASSES, signers=4, train_sentences=10, signers_per_train_sentence=2,
+                val_clips=5, test_clips=5),
+    handshapes=_B_HANDSHAPES,
+    # Key poses from a wider range than style a's, performed larger, then stopped at joint limits: a box of
+    # arm angles larger than style a's ranges whose every pose, with a signer's posture added, keeps the
+    # wrists in the signing space that tests/test_synthetic.py checks (1.6 cm inside it at the closest,
+    # mannequin-x forward kinematics). Many movements end at a limit, so the arms sweep the whole box.
+    arm_low=np.array([0.65, 0.0, -0.2, 1.0, -0.9, -0.5]),
+    arm_high=np.array([1.5, 1.9, 1.0, 2.5, 0.9, 0.5]),
+    arm_limits=(np.array([0.85, 0.25, 0.0, 1.2, -0.8, -0.45]), np.array([1.4, 1.6, 0.55, 2.05, 0.8, 0.45])),
+    key_poses=(2, 4), two_handed=0.6, handshape_change=0.7, repeated=0.3, sign_seconds=(0.35, 1.3),
+    hold=(0.15, 0.45), overshoot=1.0, transition_seconds=(0.08, 0.36), rest_seconds=(0.15, 0.6),
+    amplitude=(0.95, 1.35), noise=0.007,
+    betas_scale=np.array([1.4, 1.2, 1.0, 0.9, 0.9, 0.8, 0.8, 0.7, 0.7, 0.7]), speed=(0.8, 1.25), arm_offset=0.05,
+)
+STYLES = {style.name: style for style in (STYLE_A, STYLE_B)}
+
 
 @dataclass(frozen=True)
 class _Sign:
@@ -129,6 +258,7 @@ class _Sign:
     frequency: float  # Hz of the repeated movement and of the mouthing
     mouth_open: float  # jaw opening at the peak, radians
     duration: float  # seconds at a signer's normal speed
+    hold: float  # share of each movement between key poses spent holding them (0: always moving)
 
 
 @dataclass(frozen=True)
@@ -170,24 +300,26 @@ def _rest_control() -> np.ndarray:
     return control
 
 
-def _make_sign(rng: np.random.Generator) -> _Sign:
-    n_keys = int(rng.integers(2, 4))
-    right_arm = rng.uniform(_ARM_LOW, _ARM_HIGH, size=(n_keys, _ARM))
-    two_handed = rng.random() < 0.4
+def _make_sign(rng: np.random.Generator, style: Style) -> _Sign:
+    # The order of the draws is part of style a's output (same seed, same bytes): add new ones at the end.
+    n_keys = int(rng.integers(style.key_poses[0], style.key_poses[1] + 1))
+    right_arm = rng.uniform(style.arm_low, style.arm_high, size=(n_keys, _ARM))
+    two_handed = rng.random() < style.two_handed
     if not two_handed:
         left_arm = np.repeat((_REST_ARM + rng.normal(0, 0.03, _ARM))[None], n_keys, axis=0)
     elif rng.random() < 0.5:
         left_arm = right_arm.copy()  # symmetric sign
-    else:
-        left_arm = np.repeat(rng.uniform(_ARM_LOW, _ARM_HIGH)[None], n_keys, axis=0)  # base hand held still
+    else:  # base hand held still
+        left_arm = np.repeat(rng.uniform(style.arm_low, style.arm_high)[None], n_keys, axis=0)
 
-    start_shape, end_shape = _HANDSHAPES[rng.integers(0, len(_HANDSHAPES), size=2)]
-    if rng.random() >= 0.4:
-        end_shape = start_shape  # most signs keep one handshape throughout
+    handshapes = style.handshapes
+    start_shape, end_shape = handshapes[rng.integers(0, len(handshapes), size=2)]
+    if rng.random() >= style.handshape_change:
+        end_shape = start_shape  # the sign keeps one handshape throughout
     spread = rng.uniform(0.0, 0.25)
     right_hand = np.stack([_mirror(_handshape(end_shape if k == n_keys - 1 else start_shape, spread))
                            for k in range(n_keys)])
-    left_curls = _HANDSHAPES[int(rng.integers(len(_HANDSHAPES)))] if two_handed else np.full(5, 0.2)
+    left_curls = handshapes[int(rng.integers(len(handshapes)))] if two_handed else np.full(5, 0.2)
     left_hand = np.repeat(_handshape(left_curls, rng.uniform(0.0, 0.2))[None], n_keys, axis=0)
 
     keyframes = np.zeros((n_keys, CONTROL_DIMS))
@@ -200,25 +332,32 @@ def _make_sign(rng: np.random.Generator) -> _Sign:
     keyframes[:, EXPRESSION] = rng.normal(0, 0.6, 10)
 
     oscillation = np.zeros(CONTROL_DIMS)
-    if rng.random() < 0.4:
+    if rng.random() < style.repeated:
         # A repeated movement: tapping with the elbow or waving with the wrist of the dominant arm.
         joint = RIGHT_ARM.start + int(rng.choice([3, 4]))
         oscillation[joint] = rng.uniform(0.12, 0.3)
     return _Sign(keyframes=keyframes, oscillation=oscillation, frequency=float(rng.uniform(2.0, 3.0)),
-                 mouth_open=float(rng.uniform(0.03, 0.25)), duration=float(rng.uniform(0.5, 1.0)))
+                 mouth_open=float(rng.uniform(0.03, 0.25)), duration=float(rng.uniform(*style.sign_seconds)),
+                 hold=float(rng.uniform(*style.hold)))
 
 
-def _ease(u: np.ndarray) -> np.ndarray:
-    """Cosine easing on [0, 1]: zero velocity at both ends, so joined pieces stay smooth."""
-    return 0.5 - 0.5 * np.cos(np.pi * u)
+def _ease(u: np.ndarray, overshoot: float) -> np.ndarray:
+    """Cosine easing on [0, 1]: zero velocity at both ends, so joined pieces stay smooth.
+
+    `overshoot` adds (u sin(pi u))^2, which also starts and ends at rest: the movement gets ahead of the
+    cosine, passes its target (by 13% of the distance at overshoot 1, around u = 0.75) and settles back.
+    """
+    return 0.5 - 0.5 * np.cos(np.pi * u) + overshoot * (u * np.sin(np.pi * u)) ** 2
 
 
-def _sign_motion(sign: _Sign, n_frames: int, fps: float, amplitude: float) -> np.ndarray:
+def _sign_motion(sign: _Sign, n_frames: int, fps: float, amplitude: float, overshoot: float) -> np.ndarray:
     """(n_frames, CONTROL_DIMS) control vectors of one sign performed over n_frames."""
     progress = np.linspace(0.0, 1.0, n_frames)
     position = progress * (len(sign.keyframes) - 1)
     segment = np.minimum(np.floor(position).astype(int), len(sign.keyframes) - 2)
-    blend = _ease(position - segment)[:, None]
+    # Holds: each movement between key poses waits hold/2 of its time at either end (hold 0: no wait).
+    local = np.clip((position - segment - sign.hold / 2) / (1 - sign.hold), 0.0, 1.0)
+    blend = _ease(local, overshoot)[:, None]
     motion = sign.keyframes[segment] * (1 - blend) + sign.keyframes[segment + 1] * blend
 
     arms = slice(LEFT_ARM.start, RIGHT_ARM.stop)
@@ -233,9 +372,9 @@ def _sign_motion(sign: _Sign, n_frames: int, fps: float, amplitude: float) -> np
     return motion
 
 
-def _blend(start: np.ndarray, end: np.ndarray, n_frames: int) -> np.ndarray:
-    """(n_frames, D) cosine blend strictly between two control vectors (endpoints excluded)."""
-    weight = _ease(np.arange(1, n_frames + 1) / (n_frames + 1))[:, None]
+def _blend(start: np.ndarray, end: np.ndarray, n_frames: int, overshoot: float) -> np.ndarray:
+    """(n_frames, D) eased blend strictly between two control vectors (endpoints excluded)."""
+    weight = _ease(np.arange(1, n_frames + 1) / (n_frames + 1), overshoot)[:, None]
     return start * (1 - weight) + end * weight
 
 
@@ -285,30 +424,29 @@ def _control_to_smplx(control: np.ndarray, signer: _Signer) -> np.ndarray:
     return frames.astype(np.float32)  # (T, 179)
 
 
-def _render_clip(signs: list[_Sign], signer: _Signer, fps: int, rng: np.random.Generator) -> np.ndarray:
-    """A rest pose, the signs joined by ~0.2 s blends, the rest pose again: (T, 179) at `fps`."""
+def _render_clip(signs: list[_Sign], signer: _Signer, fps: int, rng: np.random.Generator,
+                 style: Style) -> np.ndarray:
+    """A rest pose, the signs joined by short blends, the rest pose again: (T, 179) at `fps`."""
     speed = signer.speed * rng.uniform(0.85, 1.15)
     rest = _rest_control()
-    pieces = [np.repeat(rest[None], int(round(rng.uniform(0.25, 0.45) * fps)), axis=0)]
+    pieces = [np.repeat(rest[None], int(round(rng.uniform(*style.rest_seconds) * fps)), axis=0)]
     for sign in signs:
         n_frames = max(int(round(sign.duration / speed * fps)), 4)
-        pieces.append(_sign_motion(sign, n_frames, fps, amplitude=rng.uniform(0.85, 1.15)))
-    pieces.append(np.repeat(rest[None], int(round(rng.uniform(0.25, 0.45) * fps)), axis=0))
+        pieces.append(_sign_motion(sign, n_frames, fps, amplitude=rng.uniform(*style.amplitude),
+                                   overshoot=style.overshoot))
+    pieces.append(np.repeat(rest[None], int(round(rng.uniform(*style.rest_seconds) * fps)), axis=0))
 
     joined = [pieces[0]]
     for piece in pieces[1:]:
-        n_blend = int(round(rng.uniform(0.16, 0.24) * fps))
-        joined += [_blend(joined[-1][-1], piece[0], n_blend), piece]
+        n_blend = int(round(rng.uniform(*style.transition_seconds) * fps))
+        joined += [_blend(joined[-1][-1], piece[0], n_blend, style.overshoot), piece]
     control = np.concatenate(joined)  # (T, CONTROL_DIMS)
 
+    arms = control[:, LEFT_ARM.start:RIGHT_ARM.stop]  # a view: both arms' angles
+    np.clip(arms, np.tile(style.arm_limits[0], 2), np.tile(style.arm_limits[1], 2), out=arms)
     control[:, LEFT_ARM.start:RIGHT_ARM.stop] += signer.arm_offset
-    control += _smooth_noise(rng, control.shape, NOISE_RAD)
+    control += _smooth_noise(rng, control.shape, style.noise)
     return _control_to_smplx(control, signer)
-
-
-# tremor, in radians per control dimension; a few mm at the wrist, below what a 4x-downsampled
-# tokenizer can follow, so it sets a floor under any reconstruction error
-NOISE_RAD = 0.005
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], scale: float) -> np.ndarray:
@@ -318,14 +456,14 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], scale: float
     return np.apply_along_axis(lambda column: np.convolve(column, kernel, mode="same"), 0, noise)
 
 
-def _make_signer(rng: np.random.Generator) -> _Signer:
-    return _Signer(betas=rng.normal(0, 0.7, 10), root=rng.normal(0, 0.05, 3),
-                   arm_offset=rng.normal(0, 0.04, 2 * _ARM), speed=float(rng.uniform(0.93, 1.07)))
+def _make_signer(rng: np.random.Generator, style: Style) -> _Signer:
+    return _Signer(betas=rng.normal(0, style.betas_scale, 10), root=rng.normal(0, 0.05, 3),
+                   arm_offset=rng.normal(0, style.arm_offset, 2 * _ARM), speed=float(rng.uniform(*style.speed)))
 
 
-def _random_sentence(classes: dict[str, tuple[str, ...]], rng: np.random.Generator,
-                     forced_word: str | None = None) -> tuple[str, ...]:
-    templates = [template for template in _TEMPLATES if all(part in classes for part in template)]
+def _random_sentence(classes: dict[str, tuple[str, ...]], templates: tuple[tuple[str, ...], ...],
+                     rng: np.random.Generator, forced_word: str | None = None) -> tuple[str, ...]:
+    templates = [template for template in templates if all(part in classes for part in template)]
     if forced_word is not None:
         word_class = next(name for name, words in classes.items() if forced_word in words)
         templates = [template for template in templates if word_class in template]
@@ -337,7 +475,7 @@ def _random_sentence(classes: dict[str, tuple[str, ...]], rng: np.random.Generat
     return tuple(words)
 
 
-def _plan_clips(size: _Size, rng: np.random.Generator) -> list[_ClipPlan]:
+def _plan_clips(size: _Size, templates: tuple[tuple[str, ...], ...], rng: np.random.Generator) -> list[_ClipPlan]:
     """Which sentence each clip of each split shows and who signs it."""
     vocabulary = [word for words in size.classes.values() for word in words]
     train_sentences: list[tuple[str, ...]] = []
@@ -346,13 +484,13 @@ def _plan_clips(size: _Size, rng: np.random.Generator) -> list[_ClipPlan]:
     for word in [vocabulary[i] for i in rng.permutation(len(vocabulary))]:
         if any(word in sentence for sentence in train_sentences):
             continue
-        sentence = _random_sentence(size.classes, rng, forced_word=word)
+        sentence = _random_sentence(size.classes, templates, rng, forced_word=word)
         while sentence in seen:
-            sentence = _random_sentence(size.classes, rng, forced_word=word)
+            sentence = _random_sentence(size.classes, templates, rng, forced_word=word)
         train_sentences.append(sentence)
         seen.add(sentence)
     while len(train_sentences) < size.train_sentences:
-        sentence = _random_sentence(size.classes, rng)
+        sentence = _random_sentence(size.classes, templates, rng)
         if sentence not in seen:
             train_sentences.append(sentence)
             seen.add(sentence)
@@ -360,7 +498,7 @@ def _plan_clips(size: _Size, rng: np.random.Generator) -> list[_ClipPlan]:
     def unseen_sentences(count: int) -> list[tuple[str, ...]]:
         sentences = []
         while len(sentences) < count:
-            sentence = _random_sentence(size.classes, rng)
+            sentence = _random_sentence(size.classes, templates, rng)
             if sentence not in seen:
                 sentences.append(sentence)
                 seen.add(sentence)
@@ -414,27 +552,34 @@ def _claim_output(out_dir: Path) -> None:
         shutil.rmtree(folder)
 
 
-def generate_dataset(out_dir: str | Path, seed: int = 0, small: bool = False) -> dict:
-    """Write a synthetic dataset in the Isharah layout under out_dir; same seed, same bytes.
+def generate_dataset(out_dir: str | Path, seed: int = 0, small: bool = False, style: str = "a") -> dict:
+    """Write a synthetic dataset of `style` (STYLES) in the Isharah layout under out_dir; same seed and
+    style, same bytes.
 
-    Returns a summary: the word and signer counts and, per split, the clip and frame counts.
+    Returns a summary: the style, the word and signer counts and, per split, the clip and frame counts.
     """
+    if style not in STYLES:
+        raise DataError(f"unknown synthetic style {style!r}; the styles are {', '.join(STYLES)}")
+    family = STYLES[style]
     out_dir = Path(out_dir)
-    size = _SMALL_SIZE if small else _DEFAULT_SIZE
+    size = family.size(small)
     _claim_output(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
+    def stream(*numbers: int) -> np.random.Generator:  # [seed, kind, ...]; kind is offset per style
+        return np.random.default_rng([seed, family.stream + numbers[0], *numbers[1:]])
+
     vocabulary = [word for words in size.classes.values() for word in words]
-    signs = {word: _make_sign(np.random.default_rng([seed, 1, VOCABULARY.index(word)])) for word in vocabulary}
-    signers = [_make_signer(np.random.default_rng([seed, 2, i])) for i in range(size.signers)]
-    plans = _plan_clips(size, np.random.default_rng([seed, 3]))
+    signs = {word: _make_sign(stream(1, family.vocabulary.index(word)), family) for word in vocabulary}
+    signers = [_make_signer(stream(2, i), family) for i in range(size.signers)]
+    plans = _plan_clips(size, family.templates, stream(3))
 
     rows: dict[str, list[list[str]]] = {}
     summary_splits: dict[str, dict[str, int]] = {}
     for plan in tqdm(plans, desc="synthetic clips", unit="clip"):
-        rng = np.random.default_rng([seed, 4, plan.video_id])
+        rng = stream(4, plan.video_id)
         fps = int(FPS_CHOICES[int(rng.integers(len(FPS_CHOICES)))])
-        frames = _render_clip([signs[word] for word in plan.words], signers[plan.signer], fps, rng)
+        frames = _render_clip([signs[word] for word in plan.words], signers[plan.signer], fps, rng, family)
         name = f"S{plan.signer + 1:02d}_{plan.sentence_id:04d}_{plan.video_id:05d}"
         _write_frames(pose_dir_path(out_dir, plan.split, name), name, frames,
                       _frame_numbers(len(frames), rng), rng)
@@ -456,7 +601,7 @@ def generate_dataset(out_dir: str | Path, seed: int = 0, small: bool = False) ->
             writer.writerow(CSV_COLUMNS)
             writer.writerows(split_rows)
 
-    summary = {"seed": seed, "small": small, "words": len(vocabulary), "signers": size.signers,
+    summary = {"seed": seed, "style": style, "small": small, "words": len(vocabulary), "signers": size.signers,
                "splits": summary_splits}
     (out_dir / _MARKER).write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
     return {"out_dir": str(out_dir), **summary}
@@ -466,10 +611,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write a synthetic sign dataset in the Isharah layout.")
     parser.add_argument("--out", required=True, type=Path, help="dataset root to create (empty or synthetic)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--small", action="store_true", help="12 words and 48 clips, for tests")
+    parser.add_argument("--style", choices=sorted(STYLES), default="a",
+                        help="a: the embedded sample's family (default); b: a second, independently designed one")
+    parser.add_argument("--small", action="store_true",
+                        help="a few words and clips, for tests (style a: 12 words, 48 clips; b: 10 words, 40 clips)")
     args = parser.parse_args(argv)
     try:
-        summary = generate_dataset(args.out, seed=args.seed, small=args.small)
+        summary = generate_dataset(args.out, seed=args.seed, small=args.small, style=args.style)
     except SaSOKEError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -478,7 +626,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for split, counts in summary["splits"].items():
         print(f"{split}: {counts['clips']} clips, {counts['frames']} frames")
-    print(f"{summary['words']} words, {summary['signers']} signers, written to {summary['out_dir']}")
+    print(f"style {summary['style']}: {summary['words']} words, {summary['signers']} signers, "
+          f"written to {summary['out_dir']}")
     return 0
 
 
