@@ -33,16 +33,15 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
 
 from mGPT.config import evaluation_dir, exp_dir, load_config
 from mGPT.data.isharah import load_untrusted_pickle, split_csv_path
 from mGPT.errors import DataError, run_cli
 from mGPT.files import atomic_write_text
 from mGPT.layout import PARTS
+from mGPT.metrics.length import SUMMARY_KEYS as LENGTH_KEYS
+from mGPT.metrics.length import length_summary
 
 REPO = Path(__file__).resolve().parents[1]
 TOKENIZER_NAME = "qc_deto"
@@ -52,22 +51,9 @@ GENERATOR_METRICS = {"DTW_MPJPE": "DTW-MPJPE", "DTW_MPJPE_PA": "DTW-MPJPE-PA"}
 # table key -> (test_summary.json key, baselines.json key suffix, unit)
 GENERATOR_UNITS = {"generator_m": ("means_m", "", "m"),
                    "generator_mm_per_step": ("means_mm_per_step", "_mm", "mm per step")}
-LENGTH_KEYS = ("ratio_mean", "ratio_p95", "at_cap_share", "cap_steps")
 
 
 # ---------------------------------------------------------------- the table, from the summaries alone
-
-
-def length_stats(generated_frames: Sequence[int], reference_frames: Sequence[int], at_cap: Sequence[bool],
-                 cap_steps: int) -> dict[str, float]:
-    """Per-clip generated / reference frame ratios -> their mean and 95th percentile (numpy's, linear), and
-    the share of clips that ran to the cap: the keys and the meaning of test_summary.json's `length` entry."""
-    if not len(generated_frames) == len(reference_frames) == len(at_cap) > 0:
-        raise DataError(f"length ratios need one generated and one reference length per clip, got "
-                        f"{len(generated_frames)}, {len(reference_frames)} and {len(at_cap)}")
-    ratios = np.asarray(generated_frames, dtype=float) / np.asarray(reference_frames, dtype=float)
-    return {"ratio_mean": float(ratios.mean()), "ratio_p95": float(np.percentile(ratios, 95)),
-            "at_cap_share": float(np.mean(np.asarray(at_cap, dtype=bool))), "cap_steps": int(cap_steps)}
 
 
 def _value(summary: dict, what: str, *keys: str) -> float:
@@ -86,7 +72,7 @@ def _ratio(mean_pose: float, ours: float) -> float:
 def quality_table(tokenizer: dict, tokenizer_baselines: dict, generator: dict, generator_baselines: dict,
                   predicted_length: dict | None = None) -> dict:
     """Issue 12's table from what the chain writes, as dicts: the tokenizer's and the generator's
-    test_summary.json (test.py) and baselines.json (scripts/baselines.py). `predicted_length` (length_stats
+    test_summary.json (test.py) and baselines.json (scripts/baselines.py). `predicted_length` (length_summary
     of the saved predictions) is used only where the generator's summary has no `length` entry.
 
     Returns {"kinematics_backend", "tokenizer_mm": {metric: {part: cell}}, "generator_m" and
@@ -168,10 +154,12 @@ def read_json(path: Path, what: str) -> dict:
 
 
 def lengths_from_predictions(folder: Path, cap_steps: int) -> dict[str, float]:
-    """length_stats of the <SENTENCE_NAME>.pkl files test.py saved (TEST.SAVE_PREDICTIONS=true), one per clip
+    """length_summary of the <SENTENCE_NAME>.pkl files test.py saved (TEST.SAVE_PREDICTIONS=true), one per clip
     of test_scores.json; the reference is the clip after the length rules, as the metric saw it. A clip is at
     the cap where its pickle says so (`at_cap`), else (older pickles) where it has `cap_steps` codes."""
     names = read_json(folder / "test_scores.json", "the per-sample scores")
+    if not names:
+        raise DataError(f"{folder / 'test_scores.json'} lists no clips: test the generator on a split that has some")
     generated, reference, at_cap = [], [], []
     for name in names:
         path = folder / f"{name}.pkl"
@@ -184,7 +172,7 @@ def lengths_from_predictions(folder: Path, cap_steps: int) -> dict[str, float]:
             at_cap.append(bool(record["at_cap"]) if "at_cap" in record else len(record["codes"]) >= cap_steps)
         except (KeyError, TypeError) as err:
             raise DataError(f"{path}: not a prediction of test.py (missing {err})") from err
-    return length_stats(generated, reference, at_cap, cap_steps)
+    return length_summary(generated, reference, at_cap, cap_steps)
 
 
 # ---------------------------------------------------------------- the chain

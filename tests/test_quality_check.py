@@ -93,15 +93,6 @@ def test_missing_numbers_and_mixed_backends_are_named(quality) -> None:
         quality.quality_table(*summaries(length={"ratio_mean": 1.0, "ratio_p95": 1.0, "at_cap_share": 0.0}))
 
 
-def test_length_stats(quality) -> None:
-    stats = quality.length_stats([80, 400, 120, 60], [80, 100, 100, 120], [False, True, False, False], cap_steps=100)
-    ratios = [1.0, 4.0, 1.2, 0.5]
-    assert stats == {"ratio_mean": pytest.approx(np.mean(ratios)),
-                     "ratio_p95": pytest.approx(np.percentile(ratios, 95)), "at_cap_share": 0.25, "cap_steps": 100}
-    with pytest.raises(DataError, match="one generated and one reference length per clip"):
-        quality.length_stats([], [], [], cap_steps=100)
-
-
 def prediction(generated_frames: int, reference_frames: int, at_cap: bool | None = None) -> dict:
     """A test.py prediction pickle, as far as the lengths go (older ones have no at_cap)."""
     params = {"smplx_root_pose": np.zeros((generated_frames, 3), np.float32)}
@@ -122,6 +113,9 @@ def test_lengths_from_saved_predictions(quality, tmp_path: Path) -> None:
     assert stats["at_cap_share"] == pytest.approx(2 / 3)
     (tmp_path / "S02_0002_00002.pkl").unlink()
     with pytest.raises(DataError, match="S02_0002_00002.pkl not found: test the generator with TEST.SAVE_PREDICTIONS"):
+        quality.lengths_from_predictions(tmp_path, cap_steps=100)
+    (tmp_path / "test_scores.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(DataError, match="test_scores.json lists no clips"):
         quality.lengths_from_predictions(tmp_path, cap_steps=100)
 
 
