@@ -22,8 +22,9 @@ one can be judged on the other. Everything that differs lives in one `Style` eac
   of two or three key poses joined by cosine easing, 9 handshapes.
 - `b`: 30 other words in a topic-comment grammar (time and topic first, the verb late, a negation or
   question sign last), 8 signers with more varied bodies and speeds, signs of two to four key poses that
-  hold each pose and overshoot it on the way (anticipation and overshoot easing, also between signs),
-  wider arm movements, 15 handshapes, more two-handed signs and handshape changes.
+  hold each pose and overshoot the next (an easing that passes its target and settles back, also between
+  signs), wider arm movements stopped at joint limits, 15 handshapes, more two-handed signs and
+  handshape changes, shorter rests and transitions of more varied length.
 """
 
 from __future__ import annotations
