@@ -13,7 +13,7 @@ from mGPT.data.features import features_to_smplx
 from mGPT.kinematics import build_kinematics
 from mGPT.render import mesh_renderer, video
 from mGPT.render.avatar import SmplxAvatar, build_avatar, mannequin_avatar
-from mGPT.render.mesh_renderer import MeshRenderer, closed_and_consistent, closed_and_outward, signed_volume
+from mGPT.render.mesh_renderer import MeshRenderer, closed_and_consistent, signed_volume
 from mGPT.render.mesh_video import iter_mesh_frames
 from mGPT.render.video import render_video, render_video_frames
 from tests.test_kinematics import JOINT_VERTEX_START, write_fake_smplx
@@ -105,9 +105,10 @@ OUTWARD_FACES = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])  # counte
 
 
 def test_only_closed_outward_meshes_have_their_back_faces_dropped() -> None:
-    assert closed_and_outward(TETRAHEDRON, OUTWARD_FACES)
+    assert closed_and_consistent(OUTWARD_FACES)
     np.testing.assert_allclose(signed_volume(TETRAHEDRON, OUTWARD_FACES), 1 / 6)
-    assert not closed_and_outward(TETRAHEDRON, OUTWARD_FACES[:, ::-1])  # wound inwards
+    assert closed_and_consistent(OUTWARD_FACES[:, ::-1])  # wound inwards: closed, but its volume is negative
+    np.testing.assert_allclose(signed_volume(TETRAHEDRON, OUTWARD_FACES[:, ::-1]), -1 / 6)
     one_flipped = OUTWARD_FACES.copy()
     one_flipped[0] = one_flipped[0, ::-1]
     assert not closed_and_consistent(one_flipped)

@@ -113,12 +113,6 @@ def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
     return float(np.einsum("fi,fi->f", corners[:, 0], np.cross(corners[:, 1], corners[:, 2])).sum() / 6.0)
 
 
-def closed_and_outward(vertices: np.ndarray, faces: np.ndarray) -> bool:
-    """Whether no back face of the mesh can ever be seen from outside it, so GL may drop them before they
-    are drawn (on llvmpipe that halves a body panel's time, for the same pixels)."""
-    return closed_and_consistent(faces) and signed_volume(vertices, faces) > 0.0
-
-
 def create_context():
     """A standalone offscreen OpenGL 3.3 context, or GLUnavailable saying why not."""
     try:
@@ -137,7 +131,7 @@ class MeshBuffers:
 
     vertex_buffers: dict[str, Any]
     arrays: dict[str, Any]
-    cull_back_faces: bool  # the mesh is closed and wound outwards (closed_and_outward)
+    cull_back_faces: bool  # closed and wound outwards: no back face can be seen from outside
 
 
 class MeshRenderer:
@@ -159,8 +153,7 @@ class MeshRenderer:
                         for part, part_faces in {"body": avatar.panel_faces, **avatar.hand_faces}.items()
                         if len(part_faces)}
         self.faces = torch.as_tensor(np.asarray(avatar.faces, dtype=np.int64))  # for normals of CPU-posed meshes
-        self.whole_faces = np.asarray(avatar.faces)
-        self.closed = closed_and_consistent(self.whole_faces)  # then a clip whose rest winds outwards is culled
+        self.closed = closed_and_consistent(avatar.faces)  # then a clip whose rest winds outwards is culled
         self.targets: dict[tuple[int, int], Any] = {}
 
     def _target(self, width: int, height: int) -> Any:
@@ -182,7 +175,7 @@ class MeshRenderer:
         content = [(buffers[name], layout, name) for name, (_, _, layout) in data.items()]
         arrays = {part: self.ctx.vertex_array(self.program, content, index_buffer=indices, index_element_size=4)
                   for part, indices in self.indices.items()}
-        cull = self.closed and signed_volume(skin.rest, self.whole_faces) > 0.0
+        cull = self.closed and signed_volume(skin.rest, self.faces.numpy()) > 0.0
         return MeshBuffers(buffers, arrays, cull)
 
     def pose(self, mesh: MeshBuffers, clip: PosedClip, t: int) -> None:
@@ -215,7 +208,9 @@ class MeshRenderer:
         target = self._target(*size)
         target.use()
         self.ctx.enable(self.ctx.DEPTH_TEST)
-        if mesh.cull_back_faces:  # counter-clockwise is GL's front face
+        # GL drops back faces (counter-clockwise is its front) before they are drawn: on llvmpipe that halves a
+        # body panel's time, for the same pixels
+        if mesh.cull_back_faces:
             self.ctx.enable(self.ctx.CULL_FACE)
         else:
             self.ctx.disable(self.ctx.CULL_FACE)
