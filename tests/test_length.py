@@ -387,7 +387,8 @@ def test_test_py_writes_the_length_entry(tiny_mbart: Path, small_sample: Path, l
             record = pickle.load(f)
         references.append(len(record["reference"]["smplx_root_pose"]))
         assert len(record["generated"]["smplx_root_pose"]) == 32  # every sample ran to the cap
-        assert record["at_cap"] is True and 1.0 <= record["predicted_steps"] <= 8.0
+        assert record["at_cap"] is True
+        assert record["predicted_steps"] is None  # LOSS.LENGTH_WEIGHT 0: the head is untrained, its guess noise
     ratios = np.array([32 / r for r in references])
     assert written["length"]["ratio_mean"] == pytest.approx(ratios.mean())
     assert written["length"]["ratio_p95"] == pytest.approx(np.percentile(ratios, 95))

@@ -134,6 +134,45 @@ def test_tokenizer_module_keeps_the_given_tokenizer_and_trains_its_codebooks() -
     assert all(bool(vae.quantizer.initialised) for vae in tokenizer.part_vaes().values())
 
 
+def test_joint_loss_is_zero_for_a_perfect_reconstruction_and_skips_padded_frames() -> None:
+    module = TokenizerModule(load_config(DEMO_DETO, ["LOSS.JOINT_WEIGHT=1.0"]), tiny_deto())
+    motion = torch.randn(2, 8, 133) * 0.3  # (B, T, 133), normalised (the tiny tokenizer's std is 1)
+    mask = torch.ones(2, 8)
+    assert float(module._joint_loss(motion, motion, mask)) == 0.0
+    bent = motion.clone()
+    bent[:, 4:, 30:75] += 0.5  # the left hand bends in the second half only
+    mask[:, 4:] = 0.0  # ... which is padding
+    assert float(module._joint_loss(bent, motion, mask)) == 0.0
+    mask[:, 4:] = 1.0
+    loss = float(module._joint_loss(bent, motion, mask))
+    # by hand: the left hand's wrist-rooted joint distance, averaged over its joints and all 8 frames, then
+    # over the three parts (body and right hand did not move)
+    pred, ref = module.joints(bent), module.joints(motion)
+    lhand = module.kinematics.parts["lhand"]
+    def rooted(joints: torch.Tensor) -> torch.Tensor:
+        return joints[:, :, lhand.joints] - joints[:, :, lhand.root, None]
+
+    moved = rooted(pred) - rooted(ref)
+    assert loss == pytest.approx(float(moved.norm(dim=-1).mean()) / 3, rel=1e-5)
+    assert loss > 1e-3
+
+
+def test_joint_weight_adds_its_term_and_zero_leaves_the_plain_loss() -> None:
+    torch.manual_seed(0)
+    batch = {"motion": torch.randn(2, 8, 133) * 0.3, "mask": torch.ones(2, 8), "names": ["a", "b"]}
+    plain = TokenizerModule(load_config(DEMO_DETO), tiny_deto())
+    joint = TokenizerModule(load_config(DEMO_DETO, ["LOSS.JOINT_WEIGHT=2.0"]), tiny_deto())
+    joint.tokenizer.load_state_dict(plain.tokenizer.state_dict())
+    plain_losses, _ = plain.eval()._losses(batch)  # eval: the codebooks do not move between the two calls
+    joint_losses, _ = joint.eval()._losses(batch)
+    assert "loss_joints" not in plain_losses
+    commit = plain.cfg.LOSS.COMMIT_WEIGHT * plain_losses["loss_commit"]
+    torch.testing.assert_close(plain_losses["loss"], plain_losses["loss_recon"] + commit)
+    torch.testing.assert_close(joint_losses["loss"], plain_losses["loss"] + 2.0 * joint_losses["loss_joints"])
+    joint_losses["loss_joints"].backward()  # it trains the decoders, through the kinematics
+    assert joint.tokenizer.part_vaes()["lhand"].decoder.model[-1].weight.grad.abs().sum() > 0
+
+
 def test_resuming_from_a_checkpoint_of_the_other_stage_names_the_file_and_the_fix(tmp_path) -> None:
     cfg = load_config(DEMO_DETO, [f"FOLDER_EXP={tmp_path}", "NAME=shared_name"])
     module = TokenizerModule(cfg, tiny_deto())

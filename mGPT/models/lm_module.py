@@ -175,6 +175,8 @@ class GeneratorModule(pl.LightningModule):
         metrics.update(batch["index"].to(self.device), [self.joints(g) for g in generated],
                        [self.joints(r) for r in references])
         at_cap = decoded.at_cap.tolist()
+        # an untrained length head (LOSS.LENGTH_WEIGHT 0) predicts noise: record no estimate rather than that
+        predicted = decoded.predicted_steps.tolist() if self.cfg.LOSS.LENGTH_WEIGHT > 0 else [None] * len(at_cap)
         if lengths is not None:
             lengths.update(batch["index"].to(self.device), [len(g) for g in generated],
                            [len(r) for r in references], at_cap)
@@ -182,7 +184,7 @@ class GeneratorModule(pl.LightningModule):
                  "at_cap": cap, "predicted_steps": steps}
                 for i, n, t, c, g, r, cap, steps in zip(batch["index"], batch["names"], batch["texts"], decoded.codes,
                                                         generated, references, at_cap,
-                                                        decoded.predicted_steps.tolist(), strict=True)]
+                                                        predicted, strict=True)]
 
     def _generation_epoch(self) -> bool:
         every = self.cfg.TRAIN.GEN_VAL_EVERY_N_EPOCHS

@@ -43,16 +43,33 @@ class TokenizerModule(pl.LightningModule):
         motion, mask = batch["motion"], batch["mask"]  # (B, T, 133), (B, T)
         out = self.tokenizer(motion)
         recon = out["recon"]
-        # padded frames of shorter val clips must not count
         per_frame = F.smooth_l1_loss(recon, motion, reduction="none").mean(-1)  # (B, T)
-        recon_loss = (per_frame * mask).sum() / mask.sum().clamp(min=1)
+        recon_loss = _masked_mean(per_frame, mask)
         commit = sum(out[f"commit_{p}"] for p in PARTS)
-        losses = {"loss": recon_loss + self.cfg.LOSS.COMMIT_WEIGHT * commit, "loss_recon": recon_loss,
-                  "loss_commit": commit}
+        total = recon_loss + self.cfg.LOSS.COMMIT_WEIGHT * commit
+        losses = {"loss_recon": recon_loss, "loss_commit": commit}
+        if self.cfg.LOSS.JOINT_WEIGHT > 0:
+            losses["loss_joints"] = self._joint_loss(recon, motion, mask)
+            total = total + self.cfg.LOSS.JOINT_WEIGHT * losses["loss_joints"]
+        losses["loss"] = total
         for p in PARTS:
             losses[f"perplexity_{p}"] = out[f"perplexity_{p}"]
             losses[f"dead_codes_{p}"] = torch.as_tensor(out[f"dead_codes_{p}"], dtype=torch.float32)
         return losses, recon
+
+    def _joint_loss(self, recon: torch.Tensor, motion: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean joint distance (m) of each part rooted as the metric roots it (body at the pelvis, hands at
+        their wrists), averaged over the parts: the feature loss weighs every axis-angle number alike, while
+        a shoulder's error moves the whole arm."""
+        pred = self.joints(recon.float())  # (B, T, J, 3)
+        with torch.no_grad():
+            ref = self.joints(motion.float())
+        per_part = []
+        for part in self.kinematics.parts.values():
+            rooted_pred = pred[:, :, part.joints] - pred[:, :, part.root, None]
+            rooted_ref = ref[:, :, part.joints] - ref[:, :, part.root, None]
+            per_part.append(_masked_mean((rooted_pred - rooted_ref).norm(dim=-1).mean(-1), mask))  # (B, T)
+        return torch.stack(per_part).mean()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         losses, _ = self._losses(batch)
@@ -108,3 +125,9 @@ class TokenizerModule(pl.LightningModule):
                                   f"NAME={self.cfg.NAME} already holds another run; choose a new NAME")
         for key, value in self.kinematics.state_dict(prefix="kinematics.").items():
             checkpoint["state_dict"].setdefault(key, value)
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of (B, T) values over the frames where mask (B, T) is 1: padded frames of shorter clips must
+    not count."""
+    return (values * mask).sum() / mask.sum().clamp(min=1)
