@@ -335,7 +335,7 @@ def random_codes(steps: int) -> torch.Tensor:
 
 def test_train_and_val_loss_are_the_same_head_weighted_sum(tiny_mbart, monkeypatch) -> None:
     cfg = load_config(DEMO_SOKE, [f"LM.MBART_PATH={tiny_mbart}", "LOSS.HEAD_WEIGHTS=[1.0,0.5,2.0]",
-                                  "TRAIN.GEN_VAL_EVERY_N_EPOCHS=5"])
+                                  "TRAIN.VAL_EVERY_N_EPOCHS=5", "TRAIN.GEN_VAL_EVERY_N_EPOCHS=5"])
     module = GeneratorModule(cfg, tiny_deto()).eval()  # no dropout: both steps see the same network
     logged: dict[str, torch.Tensor] = {}
     monkeypatch.setattr(module, "log", lambda name, value, **kwargs: logged.__setitem__(name, value))
