@@ -123,6 +123,7 @@ def test_release_that_runs_code_or_is_not_a_dict(tmp_path):
         kp.import_keypoints(release, tmp_path / "data", "train", labels)
 
 
+@pytest.mark.slow  # one subprocess per bad input: 3 s of make test
 def test_cli_errors_are_one_line(tmp_path):
     release, labels = _release(tmp_path, {"00_0001": {"keypoints": np.zeros((3, 85, 2))}}, {"00_0001": "a"})
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}

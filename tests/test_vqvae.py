@@ -268,6 +268,7 @@ def _ddp_test_batch() -> torch.Tensor:
     return torch.randn(2, 4, 6, generator=torch.Generator().manual_seed(1))  # (B, code_dim, N)
 
 
+@pytest.mark.slow  # spawns two processes: 5 s of make test
 def test_codebook_learns_from_every_ddp_rank(tmp_path):
     """2 gloo processes, half a batch each, end with the codebook one process gets from the whole batch."""
     import torch.multiprocessing as mp
