@@ -177,6 +177,7 @@ def test_jaw_and_expression_move(dataset):
     assert np.ptp(clip[:, 169:179], axis=0).max() > 0.2
 
 
+@pytest.mark.slow  # generates the sample twice more: 2.8 s of make test
 def test_same_seed_same_bytes_and_regenerating_replaces(tmp_path, generated):
     style = "b"  # style a's bytes for seed 3 are pinned by test_style_a_is_the_generator_it_was
     first, _, _ = generated(style)
@@ -264,6 +265,7 @@ def arm_rotation_spread(sentences: list[np.ndarray]) -> float:
     return float(body[:, 15:19].std(axis=0).mean())
 
 
+@pytest.mark.slow  # generates two samples: 2.6 s of make test
 def test_style_b_moves_its_arms_further(generated):
     """On the small sets of seed 3 (measured: wrists 1.12x further, rotations 1.21x wider; over 120 clips
     of the full vocabularies the wrist spread is 1.25x)."""

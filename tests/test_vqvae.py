@@ -217,6 +217,7 @@ def test_encode_and_decode_ignore_autocast():
     torch.testing.assert_close(recon_autocast, recon)
 
 
+@pytest.mark.slow  # 300 training steps: 4.6 s of make test
 def test_tiny_vqvae_learns_to_reconstruct_a_toy_signal():
     torch.manual_seed(0)
     t = torch.arange(32, dtype=torch.float32)[None, :, None]  # (1, T, 1)
