@@ -40,6 +40,10 @@ class PartJoints:
     root: int
     joints: list[int]
 
+    def local(self, joints: Tensor) -> Tensor:
+        """(..., J, 3) joints -> (..., K, 3): this part's joints relative to its root, as the metric compares them."""
+        return joints[..., self.joints, :] - joints[..., self.root : self.root + 1, :]
+
 
 def _part(joint_names: list[str], root: str, joints: list[str]) -> PartJoints:
     return PartJoints(root=joint_names.index(root), joints=[joint_names.index(name) for name in joints])

@@ -108,10 +108,8 @@ class ReconstructionMetrics(Metric):
         pred = pred_joints[valid].double()  # (M, J, 3)
         ref = ref_joints[valid].double()  # (M, J, 3)
         for part, part_joints in self.parts.items():
-            root, joints = part_joints.root, part_joints.joints
-            pred_local = (pred - pred[:, root : root + 1])[:, joints]  # (M, K, 3)
-            ref_local = (ref - ref[:, root : root + 1])[:, joints]  # (M, K, 3)
-            errors = torch.linalg.vector_norm(pred_local - ref_local, dim=-1).mean(-1)  # (M,)
+            joints = part_joints.joints
+            errors = torch.linalg.vector_norm(part_joints.local(pred) - part_joints.local(ref), dim=-1).mean(-1)  # (M,)
             aligned = procrustes_align(pred[:, joints], ref[:, joints])  # (M, K, 3)
             pa_errors = torch.linalg.vector_norm(aligned - ref[:, joints], dim=-1).mean(-1)  # (M,)
             setattr(self, f"MPJPE_{part}", getattr(self, f"MPJPE_{part}") + errors.sum())

@@ -66,9 +66,8 @@ class TokenizerModule(pl.LightningModule):
             ref = self.joints(motion.float())
         per_part = []
         for part in self.kinematics.parts.values():
-            rooted_pred = pred[:, :, part.joints] - pred[:, :, part.root, None]
-            rooted_ref = ref[:, :, part.joints] - ref[:, :, part.root, None]
-            per_part.append(_masked_mean((rooted_pred - rooted_ref).norm(dim=-1).mean(-1), mask))  # (B, T)
+            distances = (part.local(pred) - part.local(ref)).norm(dim=-1).mean(-1)  # (B, T)
+            per_part.append(_masked_mean(distances, mask))
         return torch.stack(per_part).mean()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
