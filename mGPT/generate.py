@@ -65,7 +65,6 @@ def load_generator(cfg: DictConfig, cfg_path: str | Path | None = None
     if cfg.STAGE != "lm":
         raise SaSOKEError(f"{cfg_path or 'the config'} is a stage '{cfg.STAGE}' config; text-to-sign needs the "
                           "stage 'lm' config")
-    torch.set_grad_enabled(False)
     module = GeneratorModule.from_checkpoint(trained_checkpoint(cfg), cfg)
     return module, load_dictionary(cfg, module.fingerprint)
 

@@ -96,6 +96,7 @@ def motion_sources(cfg: DictConfig, args: argparse.Namespace, split: PackedSplit
     return sources
 
 
+@torch.no_grad()  # inference only; a decorator, so the grad mode of a caller in the same process is restored
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cfg", required=True, help="the evaluator's config, e.g. configs/slt.yaml")
@@ -105,7 +106,6 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. TEST.CHECKPOINT=...")
     args = parser.parse_args()
     cfg = load_config(args.cfg, args.overrides)
-    torch.set_grad_enabled(False)
     evaluator_ckpt = trained_checkpoint(cfg)
     evaluator = load_evaluator(evaluator_ckpt)
     split = load_split(cfg, cfg.TEST.SPLIT)

@@ -46,9 +46,9 @@ def dtw_baseline(kinematics: Kinematics, preds: list[np.ndarray], refs: list[np.
     return {k: float(v) for k, v in metric.compute().items() if torch.is_tensor(v)}
 
 
+@torch.no_grad()  # inference only; a decorator, so the grad mode of a caller in the same process is restored
 def main() -> None:
     cfg = parse_args(__doc__.splitlines()[0])
-    torch.set_grad_enabled(False)
     kinematics = build_kinematics(cfg.KINEMATICS.BACKEND, cfg.KINEMATICS.SMPLX_DIR)
     stats = load_stats(cache_dir(cfg))
     mean_frame = features_to_smplx(stats["mean133"].astype(np.float32))  # (179,)

@@ -63,6 +63,7 @@ def print_rows(title: str, rows: dict[str, dict[str, float]]) -> None:
         print(f"{keywords:<12}" + "".join(f"{means[n]:>14.4f}" for n in names))
 
 
+@torch.no_grad()  # inference only; a decorator, so the grad mode of a caller in the same process is restored
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cfg", required=True, help="the stage 2 config the generator was trained with")
@@ -78,7 +79,6 @@ def main() -> None:
     if cfg.STAGE != "lm":
         raise SaSOKEError(f"{args.cfg} is a stage '{cfg.STAGE}' config; the retrieval check needs stage 'lm'")
     pl.seed_everything(cfg.SEED)
-    torch.set_grad_enabled(False)
     checkpoint = trained_checkpoint(cfg)
     module = GeneratorModule.from_checkpoint(checkpoint, cfg)
     dictionary = load_dictionary(cfg, module.fingerprint)

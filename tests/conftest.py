@@ -62,6 +62,18 @@ def one_torch_thread():
     yield
     torch.set_num_threads(threads)
 
+
+@pytest.fixture(autouse=True)
+def grad_mode_left_as_found(request: pytest.FixtureRequest):
+    """Code that switches autograd off for the whole process breaks whatever trains after it in the same
+    process (a notebook, the web app, the next test): fail the test that leaked it, not a later victim."""
+    enabled = torch.is_grad_enabled()
+    yield
+    if torch.is_grad_enabled() != enabled:
+        torch.set_grad_enabled(enabled)
+        pytest.fail(f"{request.node.nodeid} left torch's grad mode {'off' if enabled else 'on'}: use "
+                    "`with torch.no_grad()` or the decorator instead of torch.set_grad_enabled")
+
 RunCommand = Callable[..., subprocess.CompletedProcess]
 
 
