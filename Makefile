@@ -24,7 +24,7 @@ test: install
 	$(PY) -m pytest -q
 
 test-slow: install
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -m slow -n 2 --dist worksteal --durations=15
 
 bench: install
 	$(PY) bench/run_all.py
