@@ -77,6 +77,18 @@ def test_fit_lowers_the_reprojection_error(model, small_sample):
         assert fitted.reprojection_px[part] < 0.6 * start.reprojection_px[part], (part, fitted.reprojection_px)
 
 
+def test_scaling_the_unknowns_by_their_pixel_levers_fits_better_in_the_same_steps(model, small_sample):
+    truth = _sample_frames(small_sample, "test", 1, 12)[0]
+    clip = phone_keypoints("00_0001", truth, np.random.default_rng(0), model=model)
+    fitted = {p: fit_clips([clip], FitSettings(iterations=30, body_iterations=20, precondition=p), model=model)[0]
+              for p in (0.0, 0.5)}
+    for part in ("body", "face", "lhand", "rhand"):  # measured 32/8.9/5.6/5.7 px against 36/45/6.7/6.5
+        assert fitted[0.5].reprojection_px[part] < fitted[0.0].reprojection_px[part], (part, fitted)
+    levers = model.pixel_levers(700.0)
+    shoulder, index1 = model.free.index("L_Shoulder"), model.free.index("L_Index1")
+    assert levers["body"][shoulder - 1, 0] > 5 * levers["hands"][index1 - 11, 0]  # arm reach >> finger reach
+
+
 @pytest.mark.slow
 def test_round_trip_with_known_truth(model, small_sample):
     """Two sample clips through the phone and back: 3D within bench/bench_fit.py's measured level."""
@@ -88,14 +100,17 @@ def test_round_trip_with_known_truth(model, small_sample):
     fits = fit_clips(clips, model=model)
     mean_pose = np.concatenate(_sample_frames(small_sample, "train", 24, 400)).mean(axis=0)
     kin = SkeletonKinematics()
+    # world MPJPE carries the camera's turn, which a monocular fit folds into the root: judged as the feature
+    # sees the body (docs/fitting.md)
     fitted = {k: np.mean([scores(f.params, t, kin)[k] for f, t in zip(fits, truths, strict=True)])
-              for k in ("body_mpjpe", "body_pa", "hand_pa")}
+              for k in ("body_feature_mpjpe", "body_pa", "hand_pa")}
     baseline = {k: np.mean([scores(_with_mean_pose(t, mean_pose), t, kin)[k] for t in truths])
                 for k in fitted}
+    assert fitted["body_feature_mpjpe"] <= 50.0
     assert fitted["body_pa"] <= 30.0
-    assert fitted["hand_pa"] <= 10.0
+    assert fitted["hand_pa"] <= 7.0
     assert all(fitted[k] < baseline[k] for k in fitted), (fitted, baseline)
-    assert _visible_rms(fits, clips, model) <= 15.0
+    assert _visible_rms(fits, clips, model) <= 6.0
 
 
 def _release_from_split(root: Path, split: str, out: Path, model: PoseModel, rng) -> tuple[Path, Path]:

@@ -7,7 +7,7 @@ pinhole camera with the principal point at the image centre and a fixed focal le
 the long image side); the camera's rotation is absorbed by the global orientation. The spine, legs, jaw
 and expression stay at zero: the feature drops the spine and legs, and the lips are not fitted.
 
-The objective, minimised with L-BFGS:
+The objective, minimised with L-BFGS over unknowns scaled by how far they move the image (`pixel_levers`):
 - the 2D reprojection error of every visible landmark, robust (pseudo-Huber, quadratic below ~10 px, linear
   above), so a wrong MediaPipe point pulls far less than it would squared;
 - where the input has it, the hands' relative depth (.pose hands: z relative to the wrist, in units of
@@ -89,6 +89,7 @@ class FitSettings:
     in_front: float = 1.0e4
     depth: float = 0.05  # per px^2 of relative hand depth
     focal: float = PHONE_FOCAL
+    precondition: float = 0.5  # exponent of the pixel levers the unknowns are scaled by; 0: unscaled
 
 
 @dataclass
@@ -216,6 +217,27 @@ class PoseModel(torch.nn.Module):
         excess = (torch.relu(self.low - angles) + torch.relu(angles - self.high)).pow(2).sum(dim=(1, 2))
         return joints, marks, excess
 
+    def pixel_levers(self, px_per_metre: float) -> dict[str, Tensor]:
+        """How many pixels each unknown moves its landmarks per unit, at rest and `px_per_metre` (focal /
+        depth): a joint's lever is its reach to the farthest landmark it carries. Shapes as fit_clips's
+        unknowns: root (3,), body (10, 3), hands (30, 3), translation (3,), betas (10,)."""
+        rest = self.rest.cpu()
+        marks = rest[self.mark_joint] + self.mark_offset  # (L, 3), offsets taken as at rest
+        carried = torch.zeros(len(self.names), len(LANDMARKS), dtype=torch.bool)  # joint -> marks below it
+        for mark, joint in enumerate(self.mark_joint):
+            while joint >= 0:
+                carried[joint, mark] = True
+                joint = self.parents[joint]
+        reach = torch.where(carried, (marks[None] - rest[:, None]).norm(dim=-1), torch.zeros(())).amax(dim=1)
+        free = reach[self.free_index].clamp(min=0.01) * px_per_metre  # (41,) px per radian
+        beta_reach = self.dirs.cpu()[self.mark_joint].norm(dim=1).amax(dim=0)  # (10,) metres per unit beta
+        return {"root": free[0].expand(3), "body": free[1:11, None].expand(10, 3),
+                "hands": free[11:, None].expand(30, 3),
+                # sideways the image moves px_per_metre per metre; in depth only by the figure's ~0.3 m
+                # size times the relative change, ~px_per_metre * 0.3 / depth
+                "translation": torch.tensor([1.0, 1.0, 0.15]) * px_per_metre,
+                "betas": (beta_reach * px_per_metre).clamp(min=1.0)}
+
     def inside_limits(self, body: Tensor, hands: Tensor, tolerance: float = 0.02) -> Tensor:
         """(N,) bool: every fitted joint within its range (to `tolerance` radians)."""
         angles = torch.cat([body, hands + self.hand_mean], dim=1)
@@ -328,14 +350,25 @@ def fit_clips(clips: list[ClipKeypoints], settings: FitSettings | None = None, d
     translation0 = np.concatenate([np.repeat(_initial_translation(c.points, c.visible, f, np.array(
         [c.image_size[0] / 2, c.image_size[1] / 2]))[None], len(c.points), 0)
         for c, f in zip(clips, focal_per_clip, strict=True)])
-    root = torch.zeros(n, 3, device=device, requires_grad=True)
     body0 = torch.zeros(n, len(UPPER_BODY), 3)
     for name, value in _START.items():
         body0[:, UPPER_BODY.index(name)] = torch.tensor(value)
-    body = body0.to(device).requires_grad_(True)
-    hands = torch.zeros(n, 30, 3, device=device, requires_grad=True)
-    translation = torch.as_tensor(translation0, device=device).requires_grad_(True)
-    betas = torch.zeros(len(signer_names), 10, device=device, requires_grad=True)
+    # The optimiser works on each unknown times its pixel lever (see pixel_levers) to the power
+    # settings.precondition: a finger joint moves its landmarks ~20 px per radian and a shoulder ~400, a
+    # spread of curvatures L-BFGS's few history vectors cannot learn over thousands of frames. The full
+    # power (1) lets the stiff joint-limit penalty dominate the fingers; 0.5 measured best (docs/fitting.md).
+    px_per_metre = float(np.median(np.repeat(focal_per_clip, lengths) / translation0[:, 2]))
+    levers = {key: value.to(device) ** settings.precondition
+              for key, value in model.pixel_levers(px_per_metre).items()}
+    root_u = torch.zeros(n, 3, device=device, requires_grad=True)
+    body_u = (body0.to(device) * levers["body"]).requires_grad_(True)
+    hands_u = torch.zeros(n, 30, 3, device=device, requires_grad=True)
+    translation_u = (torch.as_tensor(translation0, device=device) * levers["translation"]).requires_grad_(True)
+    betas_u = torch.zeros(len(signer_names), 10, device=device, requires_grad=True)
+
+    def unknowns() -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        return (root_u / levers["root"], body_u / levers["body"], hands_u / levers["hands"],
+                translation_u / levers["translation"], betas_u / levers["betas"])
     signer_index = torch.as_tensor(frame_signer, device=device)
 
     # L-BFGS with a line search: the objective is smooth and least-squares-like, where it converges in a
@@ -349,6 +382,7 @@ def fit_clips(clips: list[ClipKeypoints], settings: FitSettings | None = None, d
                             for mark in LANDMARKS], device=device)
 
     def loss_of(stage_weight: Tensor) -> Tensor:
+        root, body, hands, translation, betas = unknowns()
         joints, marks, excess = model(root, body, hands, betas[signer_index])
         pixels, cam_depth = project(marks, translation, focal, centre)
         residual = (pixels - observed).pow(2).sum(-1)  # (N, L) px^2
@@ -378,8 +412,8 @@ def fit_clips(clips: list[ClipKeypoints], settings: FitSettings | None = None, d
     # Stage 1 places the body (arms, head, camera, shape) on the body points and the wrists; stage 2 adds
     # the fingers. Fitting fingers to hands that sit in the wrong place only twists the wrists.
     for stage_params, stage_weight, steps in (
-            ([root, body, translation, betas], weight * ~fingers, settings.body_iterations),
-            ([root, body, hands, translation, betas], weight, settings.iterations)):
+            ([root_u, body_u, translation_u, betas_u], weight * ~fingers, settings.body_iterations),
+            ([root_u, body_u, hands_u, translation_u, betas_u], weight, settings.iterations)):
         if steps <= 0:
             continue
         optimiser = torch.optim.LBFGS(stage_params, lr=1.0, max_iter=steps, history_size=settings.history,
@@ -394,6 +428,7 @@ def fit_clips(clips: list[ClipKeypoints], settings: FitSettings | None = None, d
         optimiser.step(closure)
 
     with torch.no_grad():
+        root, body, hands, translation, betas = unknowns()
         _, marks, _ = model(root, body, hands, betas[signer_index])
         pixels, _ = project(marks, translation, focal, centre)
         error = (pixels - observed).pow(2).sum(-1)  # (N, L)
