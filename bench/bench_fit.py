@@ -40,6 +40,8 @@ from mGPT.data.mediapipe import FITTED_INDEX, LANDMARKS, LEFT_HAND, RIGHT_HAND  
 from mGPT.kinematics import SkeletonKinematics  # noqa: E402
 from mGPT.metrics.procrustes import procrustes_align  # noqa: E402
 
+NOISE_PX = 1.5  # per axis, the round trip's MediaPipe-like pixel noise
+
 
 def pa_error(pred: np.ndarray, ref: np.ndarray) -> float:
     """Mean per-joint error (m) after a per-frame similarity alignment; (T, J, 3) each."""
@@ -113,15 +115,16 @@ def roundtrip(args: argparse.Namespace) -> None:
     train = np.concatenate([read_clip(pose_dir_path(root, "train", n)) for n in
                             read_split_csv(split_csv_path(root, "train")).SENTENCE_NAME])
     mean_pose = train.mean(axis=0)  # (179,) the sample's mean pose, the do-nothing baseline
-    noise_floor = 1.5 * np.sqrt(2)  # RMS length of the 2D noise itself, what a perfect fit still shows
-    print(f"round trip: {args.clips} clips x {args.frames} frames per set, phone 1080x1920, 1.5 px noise "
+    noise_floor = NOISE_PX * np.sqrt(2)  # RMS length of the 2D noise itself, what a perfect fit still shows
+    print(f"round trip: {args.clips} clips x {args.frames} frames per set, phone 1080x1920, {NOISE_PX} px noise "
           f"(reprojection floor {noise_floor:.2f} px); precondition 0 is the unscaled fit")
     keys = ("body_mpjpe", "body_feature_mpjpe", "body_pa", "hand_pa")
     print("| set | precondition | body MPJPE mm, world (mean pose) | body MPJPE mm, feature (mean pose) | "
           "body PA mm (mean pose) | hand PA mm (mean pose) | reproj px | s |")
     print("|---|---|---|---|---|---|---|---|")
     for set_name, truths in sets.items():
-        clips = [phone_keypoints(f"s{i}_{set_name[:3]}{i}", t, rng, model=model) for i, t in enumerate(truths)]
+        clips = [phone_keypoints(f"s{i}_{set_name[:3]}{i}", t, rng, noise_px=NOISE_PX, model=model)
+                 for i, t in enumerate(truths)]
         base = [scores(_with_mean_pose(t, mean_pose), t, kin) for t in truths]
         for precondition in args.precondition:
             start = time.perf_counter()
