@@ -203,7 +203,7 @@ def real(args: argparse.Namespace) -> None:
     seconds = time.perf_counter() - start
     frames = sum(len(c.points) for c in clips)
     print(f"real: {len(clips)} .pose files, {frames} frames fitted in {seconds:.0f} s "
-          f"({frames / seconds:.1f} frames/s, loaded shared machine)")
+          f"({frames / seconds:.1f} frames/s)")
     parts = np.array([m.part for m in LANDMARKS])
     stats = {p: {"err": [], "jit_fit": [], "jit_in": []} for p in ("body", "face", "lhand", "rhand")}
     inside, hand_fit, hand_mean = [], [], []
