@@ -1,8 +1,11 @@
 """The SMPL-X fitter measured: a round trip with known truth, real MediaPipe recordings, and throughput.
 
-    python bench/bench_fit.py roundtrip [--clips 4] [--frames 60] [--precondition 0 0.5]   # phone camera
-    python bench/bench_fit.py real [--files 600] [--figure docs/fit_real.png]   # spoken-to-signed's .pose files
-    python bench/bench_fit.py speed [--frames 2048]
+    python bench/bench_fit.py roundtrip [--clips 4] [--frames 60]   # phone camera, both solvers side by side
+    python bench/bench_fit.py real [--files 600] [--solver lbfgs] [--figure docs/fit_real.png]   # spoken-to-signed
+    python bench/bench_fit.py speed [--frames 2048]   # both solvers, 1 and 2 threads
+
+The two solvers: the default (Gauss-Newton, mGPT.data.fit_gauss_newton) and the first one, L-BFGS at the
+settings it shipped with (LBFGS_BEFORE).
 
 Round trip: SMPL-X clips from the synthetic sample (mGPT.data.synthetic) and from a second, differently
 made set (random key poses inside the joint ranges, joined by cubic splines, random shapes) are seen
@@ -41,6 +44,9 @@ from mGPT.kinematics import SkeletonKinematics  # noqa: E402
 from mGPT.metrics.procrustes import procrustes_align  # noqa: E402
 
 NOISE_PX = 1.5  # per axis, the round trip's MediaPipe-like pixel noise
+# the fitter before the Gauss-Newton solver: L-BFGS, 100 + 200 steps, the hand prior it was tuned with
+LBFGS_BEFORE = FitSettings(solver="lbfgs", body_iterations=100, iterations=200, hand_prior=0.5)
+SOLVERS = {"gauss-newton": FitSettings(), "lbfgs": LBFGS_BEFORE}
 
 
 def pa_error(pred: np.ndarray, ref: np.ndarray) -> float:
@@ -117,23 +123,23 @@ def roundtrip(args: argparse.Namespace) -> None:
     mean_pose = train.mean(axis=0)  # (179,) the sample's mean pose, the do-nothing baseline
     noise_floor = NOISE_PX * np.sqrt(2)  # RMS length of the 2D noise itself, what a perfect fit still shows
     print(f"round trip: {args.clips} clips x {args.frames} frames per set, phone 1080x1920, {NOISE_PX} px noise "
-          f"(reprojection floor {noise_floor:.2f} px); precondition 0 is the unscaled fit")
+          f"(reprojection floor {noise_floor:.2f} px)")
     keys = ("body_mpjpe", "body_feature_mpjpe", "body_pa", "hand_pa")
-    print("| set | precondition | body MPJPE mm, world (mean pose) | body MPJPE mm, feature (mean pose) | "
+    print("| set | solver | body MPJPE mm, world (mean pose) | body MPJPE mm, feature (mean pose) | "
           "body PA mm (mean pose) | hand PA mm (mean pose) | reproj px | s |")
     print("|---|---|---|---|---|---|---|---|")
     for set_name, truths in sets.items():
         clips = [phone_keypoints(f"s{i}_{set_name[:3]}{i}", t, rng, noise_px=NOISE_PX, model=model)
                  for i, t in enumerate(truths)]
         base = [scores(_with_mean_pose(t, mean_pose), t, kin) for t in truths]
-        for precondition in args.precondition:
+        for solver in args.solvers:
             start = time.perf_counter()
-            fits = fit_clips(clips, FitSettings(precondition=precondition), model=model)
+            fits = fit_clips(clips, SOLVERS[solver], model=model)
             seconds = time.perf_counter() - start
             fitted = [scores(f.params, t, kin) for f, t in zip(fits, truths, strict=True)]
             row = " | ".join(f"{np.mean([s[k] for s in fitted]):.1f} ({np.mean([s[k] for s in base]):.1f})"
                              for k in keys)
-            print(f"| {set_name} | {precondition:g} | {row} | {_visible_rms(fits, clips, model):.2f} | "
+            print(f"| {set_name} | {solver} | {row} | {_visible_rms(fits, clips, model):.2f} | "
                   f"{seconds:.1f} |")
 
 
@@ -199,10 +205,10 @@ def real(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     fits = []
     for i in range(0, len(clips), args.batch):
-        fits += fit_clips(clips[i:i + args.batch], model=model)
+        fits += fit_clips(clips[i:i + args.batch], SOLVERS[args.solver], model=model)
     seconds = time.perf_counter() - start
     frames = sum(len(c.points) for c in clips)
-    print(f"real: {len(clips)} .pose files, {frames} frames fitted in {seconds:.0f} s "
+    print(f"real, {args.solver}: {len(clips)} .pose files, {frames} frames fitted in {seconds:.0f} s "
           f"({frames / seconds:.1f} frames/s)")
     parts = np.array([m.part for m in LANDMARKS])
     stats = {p: {"err": [], "jit_fit": [], "jit_in": []} for p in ("body", "face", "lhand", "rhand")}
@@ -323,13 +329,20 @@ def speed(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(1)
     truths = random_motions(max(args.frames // 64, 1), 64, rng, model)
     clips = [phone_keypoints(f"s{i % 4}_{i}", t, rng, model=model) for i, t in enumerate(truths)]
+    frames = sum(len(c.points) for c in clips)
+    rates = {}
     for threads in (1, 2):
         torch.set_num_threads(threads)
-        start = time.perf_counter()
-        fit_clips(clips, FitSettings(), model=model)
-        seconds = time.perf_counter() - start
-        frames = sum(len(c.points) for c in clips)
-        print(f"{threads} thread(s): {frames} frames in {seconds:.1f} s = {frames / seconds:.1f} frames/s")
+        for solver in args.solvers:
+            start = time.perf_counter()
+            fit_clips(clips, SOLVERS[solver], model=model)
+            seconds = time.perf_counter() - start
+            rates[solver, threads] = frames / seconds
+            print(f"{solver}, {threads} thread(s): {frames} frames in {seconds:.1f} s = {frames / seconds:.1f} "
+                  "frames/s")
+        if len(args.solvers) == 2:
+            print(f"  {threads} thread(s): {args.solvers[0]} / {args.solvers[1]} = "
+                  f"{rates[args.solvers[0], threads] / rates[args.solvers[1], threads]:.2f}x")
 
 
 def main() -> None:
@@ -341,8 +354,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=40, help="clips fitted together (real)")
     parser.add_argument("--lexicon", help="a lexicon folder instead of spoken-to-signed's")
     parser.add_argument("--figure", help="save a figure of three fitted clips here (real)")
-    parser.add_argument("--precondition", type=float, nargs="+", default=[0.0, FitSettings().precondition],
-                        help="FitSettings.precondition values compared side by side (roundtrip)")
+    parser.add_argument("--solvers", nargs="+", choices=sorted(SOLVERS), default=["gauss-newton", "lbfgs"],
+                        help="solvers compared side by side (roundtrip, speed)")
+    parser.add_argument("--solver", choices=sorted(SOLVERS), default="gauss-newton", help="solver (real)")
     parser.add_argument("--work", default="/tmp/sasoke_bench_fit")
     args = parser.parse_args()
     torch.set_num_threads(1)

@@ -7,7 +7,9 @@ pinhole camera with the principal point at the image centre and a fixed focal le
 the long image side); the camera's rotation is absorbed by the global orientation. The spine, legs, jaw
 and expression stay at zero: the feature drops the spine and legs, and the lips are not fitted.
 
-The objective, minimised with L-BFGS over unknowns scaled by how far they move the image (`pixel_levers`):
+The objective (`objective`), minimised in two stages (`stages`: the body, then everything) by Gauss-Newton
+with analytic Jacobians (mGPT.data.fit_gauss_newton) after L-BFGS has placed the body on keyframes, or by
+L-BFGS alone (`FitSettings.solver="lbfgs"`, the first solver, over unknowns scaled by `pixel_levers`):
 - the 2D reprojection error of every visible landmark, robust (pseudo-Huber, quadratic below ~10 px, linear
   above), so a wrong MediaPipe point pulls far less than it would squared;
 - where the input has it, the hands' relative depth (.pose hands: z relative to the wrist, in units of
@@ -16,7 +18,8 @@ The objective, minimised with L-BFGS over unknowns scaled by how far they move t
   linear in the betas), so only the shape prior and the 2D points choose them;
 - joint limits: anatomical ranges per axis-angle component (elbows and fingers bend one way). mannequin-x
   0.3.0 ships `actuated_joint_limits`, but every range in it is [-pi, pi], so the ranges are ours, below;
-- temporal smoothness: the squared 3D acceleration of every joint and of the body position;
+- temporal smoothness: the squared acceleration of every pose number, weighted by how far that joint swings
+  the skeleton (`PoseModel.swing`), and of the body position;
 - small priors: pose near rest, hands near SMPL-X's mean hand, betas near zero, and the depth priors of
   signing: a wrist is not behind the chest (hands work in front of the torso), elbows bend one way.
 
@@ -36,7 +39,7 @@ missing get that hand's pose interpolated from the nearest frames that saw it.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -77,16 +80,19 @@ _LEFT_RANGES = {
 class FitSettings:
     """Weights and schedule; the defaults are the ones bench/bench_fit.py measured."""
 
-    body_iterations: int = 100  # L-BFGS steps for the body alone, then
-    iterations: int = 200  # steps for everything
-    history: int = 20
+    solver: str = "gauss-newton"  # or "lbfgs", the first solver (bench/bench_fit.py compares the two)
+    body_iterations: int = 150  # L-BFGS steps for the body alone (on every keyframe_step-th frame), then
+    iterations: int = 20  # Gauss-Newton iterations for everything (L-BFGS steps with solver="lbfgs")
+    keyframe_step: int = 4  # Gauss-Newton: the body is first placed on every k-th frame
+    history: int = 20  # L-BFGS
     huber_px: float = 10.0
     smooth: float = 1.0e3  # per (metre / frame^2)^2 of joint acceleration
     limits: float = 1.0e3
     body_prior: float = 30.0  # neck, collars, head near rest: they trade off against the shoulders
-    hand_prior: float = 0.5
+    hand_prior: float = 30.0  # a fit that converges needs it: the 2D points leave the finger depths open
     shape_prior: float = 5.0
     in_front: float = 1.0e4
+    front_margin: float = -0.02  # metres a wrist is held in front of the chest (negative: may be behind)
     depth: float = 0.05  # per px^2 of relative hand depth
     focal: float = PHONE_FOCAL
     precondition: float = 0.5  # exponent of the pixel levers the unknowns are scaled by; 0: unscaled
@@ -183,10 +189,27 @@ class PoseModel(torch.nn.Module):
         self.mark_frame = [self.names.index(mark.frame or mark.joint) for mark in LANDMARKS]
         self.register_buffer("mark_offset", torch.tensor([mark.offset for mark in LANDMARKS]), persistent=False)
         self.joint_index = {name: j for j, name in enumerate(self.names)}
+        # per free joint: the mean over all joints of the squared distance it swings them per radian, at rest
+        carried = torch.zeros(len(self.free), len(self.names))
+        for slot, free_joint in enumerate(self.free_index):
+            for joint in range(len(self.names)):
+                above = self.parents[joint]
+                while above >= 0 and above != free_joint:
+                    above = self.parents[above]
+                if above == free_joint:
+                    carried[slot, joint] = (self.rest[joint] - self.rest[free_joint]).pow(2).sum()
+        self.register_buffer("swing", carried.sum(1) / len(self.names), persistent=False)  # (41,) m^2
 
     def forward(self, root: Tensor, body: Tensor, hands: Tensor, betas: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """root (N, 3), body (N, 10, 3), hands (N, 30, 3) as SMPL-X numbers, betas (N, 10)
         -> joints (N, J, 3), landmarks (N, L, 3) in SMPL-X coordinates about the pelvis, limit excess (N,)."""
+        joints, _, marks = self.pose(root, body, hands, betas)
+        angles = torch.cat([body, hands + self.hand_mean], dim=1)  # (N, 40, 3)
+        excess = (torch.relu(self.low - angles) + torch.relu(angles - self.high)).pow(2).sum(dim=(1, 2))
+        return joints, marks, excess
+
+    def pose(self, root: Tensor, body: Tensor, hands: Tensor, betas: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """-> joints (N, J, 3), global rotations (N, J, 3, 3) and landmarks (N, L, 3), about the pelvis."""
         n = root.shape[0]
         hands_total = hands + self.hand_mean  # flat_hand_mean False: zeros mean the relaxed hand
         local_free = torch.cat([root[:, None], body, hands_total], dim=1)  # (N, 41, 3)
@@ -209,13 +232,23 @@ class PoseModel(torch.nn.Module):
         order = self.order.to(root.device)
         rotations = torch.cat(rot_levels, dim=1)[:, order]  # (N, J, 3, 3)
         joints = torch.cat(pos_levels, dim=1)[:, order]  # (N, J, 3)
-
         marks = joints[:, self.mark_joint] + torch.einsum(
             "nlij,lj->nli", rotations[:, self.mark_frame], self.mark_offset)  # (N, L, 3)
+        return joints, rotations, marks
 
-        angles = torch.cat([body, hands_total], dim=1)  # (N, 40, 3)
-        excess = (torch.relu(self.low - angles) + torch.relu(angles - self.high)).pow(2).sum(dim=(1, 2))
-        return joints, marks, excess
+    def shape_jacobian(self, rotations: Tensor) -> Tensor:
+        """(N, J, 3, 3) global rotations -> (N, J, 3, 10): how each joint moves per unit of each beta.
+        The rest skeleton is linear in the betas, so a joint moves by its parent's move plus the parent's
+        rotation of its bone's change."""
+        dirs = self.dirs.to(rotations)  # (J, 3, 10)
+        parents = torch.as_tensor([max(p, 0) for p in self.parents], device=rotations.device)
+        bone_dirs = dirs - dirs[parents]  # (J, 3, 10)
+        levels = [dirs[self.levels[0]].expand(rotations.shape[0], -1, -1, -1)]
+        for d, parent_pos in enumerate(self.level_parent_pos, start=1):
+            joints = self.levels[d]
+            parent_rot = rotations[:, [self.parents[j] for j in joints]]  # (N, k, 3, 3)
+            levels.append(levels[-1][:, parent_pos] + parent_rot @ bone_dirs[joints])
+        return torch.cat(levels, dim=1)[:, self.order.to(rotations.device)]
 
     def pixel_levers(self, px_per_metre: float) -> dict[str, Tensor]:
         """How many pixels each unknown moves its landmarks per unit, at rest and `px_per_metre` (focal /
@@ -310,144 +343,240 @@ def _interpolate_missing(values: np.ndarray, seen: np.ndarray) -> np.ndarray:
     return out
 
 
-def fit_clips(clips: list[ClipKeypoints], settings: FitSettings | None = None, device: str | torch.device = "cpu",
-              model: PoseModel | None = None, trace: list | None = None) -> list[ClipFit]:
-    """Fit all clips together (one optimisation, shapes shared per signer) -> one ClipFit per clip.
+@dataclass
+class FitProblem:
+    """All clips' observations, frames stacked (N in all), as both solvers see them."""
 
-    `trace`, when given, receives (data term, total loss) per iteration, to watch convergence.
-    """
-    settings = settings or FitSettings()
-    device = torch.device(device)
-    model = (model or PoseModel()).to(device)
+    observed: Tensor  # (N, L, 2) px
+    weight: Tensor  # (N, L) landmark weight, 0 where not seen
+    fingers: Tensor  # (L,) bool: finger landmarks, fitted in the second stage only
+    focal: Tensor  # (N,) px
+    centre: Tensor  # (N, 2) principal point, px
+    depth_in: Tensor | None  # (N, L) the input's relative hand depth, px; None: no clip has depth
+    depth_ok: Tensor | None  # (N, L) bool: hand points with an input depth
+    wrist_mark: Tensor  # (L,) each hand landmark's wrist landmark (0 for the others)
+    middle: Tensor  # (M,) frames with a neighbour on each side in their clip (the smoothness windows)
+    signer_index: Tensor  # (N,) into the shapes
+    start: dict[str, Tensor]  # the first guess: root (N, 3), body (N, 10, 3), hands (N, 30, 3),
+    #                           translation (N, 3), betas (S, 10)
+    px_per_metre: float  # median focal / depth, for pixel_levers
+    chest: int  # joint index of Spine3
+    wrists: tuple[int, int]  # joint indices of the wrists
+
+
+def build_problem(clips: list[ClipKeypoints], settings: FitSettings, model: PoseModel,
+                  device: torch.device) -> FitProblem:
     lengths = [len(clip.points) for clip in clips]
     n = sum(lengths)
     signer_names = sorted({clip.signer for clip in clips})
     frame_signer = np.concatenate([[signer_names.index(clip.signer)] * len(clip.points) for clip in clips])
-
-    observed = torch.as_tensor(np.nan_to_num(np.concatenate([c.points[:, FITTED_INDEX] for c in clips])),
-                               dtype=torch.float32,
-                               device=device)  # (N, L, 2)
+    as_float = lambda x: torch.as_tensor(x, dtype=torch.float32, device=device)  # noqa: E731
+    observed = as_float(np.nan_to_num(np.concatenate([c.points[:, FITTED_INDEX] for c in clips])))
     visible = torch.as_tensor(np.concatenate([c.visible[:, FITTED_INDEX] for c in clips]), device=device)
-    weight = torch.tensor([mark.weight for mark in LANDMARKS], device=device) * visible  # (N, L)
+    weight = torch.tensor([mark.weight for mark in LANDMARKS], device=device) * visible
     focal_per_clip = [settings.focal * max(c.image_size) for c in clips]
-    focal = torch.as_tensor(np.repeat(focal_per_clip, lengths), dtype=torch.float32, device=device)
     centres = np.concatenate([np.repeat([[c.image_size[0] / 2, c.image_size[1] / 2]], len(c.points), 0)
                               for c in clips])
-    centre = torch.as_tensor(centres, dtype=torch.float32, device=device)  # (N, 2)
-    has_depth = any(c.depth is not None for c in clips)
-    if has_depth:
-        depth_in = torch.as_tensor(np.concatenate([
+    depth_in = depth_ok = None
+    if any(c.depth is not None for c in clips):
+        depth_in = as_float(np.concatenate([
             c.depth[:, FITTED_INDEX] if c.depth is not None else np.zeros((len(c.points), len(LANDMARKS)))
-            for c in clips]), dtype=torch.float32, device=device)
-        depth_ok = visible & torch.as_tensor(np.concatenate([
+            for c in clips]))
+        hand_marks = torch.tensor([mark.part in ("lhand", "rhand") for mark in LANDMARKS], device=device)
+        depth_ok = visible & hand_marks & torch.as_tensor(np.concatenate([
             np.full((len(c.points), len(LANDMARKS)), c.depth is not None) for c in clips]), device=device)
-    # consecutive frames of one clip, for the smoothness terms
     starts = np.cumsum([0, *lengths[:-1]])
     middle = np.concatenate([np.arange(s + 1, s + t - 1) for s, t in zip(starts, lengths, strict=True) if t >= 3]
                             or [np.zeros(0, dtype=int)]).astype(np.int64)
-    middle = torch.as_tensor(middle, device=device)
-
     translation0 = np.concatenate([np.repeat(_initial_translation(c.points, c.visible, f, np.array(
         [c.image_size[0] / 2, c.image_size[1] / 2]))[None], len(c.points), 0)
         for c, f in zip(clips, focal_per_clip, strict=True)])
     body0 = torch.zeros(n, len(UPPER_BODY), 3)
     for name, value in _START.items():
         body0[:, UPPER_BODY.index(name)] = torch.tensor(value)
-    # The optimiser works on each unknown times its pixel lever (see pixel_levers) to the power
+    wrist_of = {"lhand": LEFT_HAND.start, "rhand": RIGHT_HAND.start}
+    return FitProblem(
+        observed=observed, weight=weight,
+        fingers=torch.tensor([mark.part in ("lhand", "rhand") and not mark.joint.endswith("Wrist")
+                              for mark in LANDMARKS], device=device),
+        focal=as_float(np.repeat(focal_per_clip, lengths)), centre=as_float(centres),
+        depth_in=depth_in, depth_ok=depth_ok,
+        wrist_mark=torch.tensor([list(FITTED_INDEX).index(wrist_of[mark.part]) if mark.part in wrist_of else 0
+                                 for mark in LANDMARKS], device=device),
+        middle=torch.as_tensor(middle, device=device), signer_index=torch.as_tensor(frame_signer, device=device),
+        start={"root": torch.zeros(n, 3, device=device), "body": body0.to(device),
+               "hands": torch.zeros(n, 30, 3, device=device), "translation": as_float(translation0),
+               "betas": torch.zeros(len(signer_names), 10, device=device)},
+        px_per_metre=float(np.median(np.repeat(focal_per_clip, lengths) / translation0[:, 2])),
+        chest=model.joint_index["Spine3"], wrists=(model.joint_index["L_Wrist"], model.joint_index["R_Wrist"]))
+
+
+def robust(squared_px: Tensor, huber_px: float) -> Tensor:
+    """Pseudo-Huber of squared pixel distances: quadratic below ~huber_px, linear above."""
+    h2 = huber_px ** 2
+    return h2 * (torch.sqrt(1 + squared_px / h2) - 1)
+
+
+def frame_losses(model: PoseModel, problem: FitProblem, settings: FitSettings, state: dict[str, Tensor],
+                 stage_weight: Tensor, posed: tuple[Tensor, Tensor, Tensor] | None = None) -> Tensor:
+    """(N,) the objective's terms that belong to one frame each: the 2D points, relative hand depth, joint
+    limits, pose priors and the in-front prior. `posed` is model.pose's output for `state`, if at hand."""
+    n = stage_weight.shape[0]
+    body, hands = state["body"], state["hands"]
+    joints, _, marks = posed or model.pose(state["root"], body, hands, state["betas"][problem.signer_index])
+    pixels, cam_depth = project(marks, state["translation"], problem.focal, problem.centre)
+    squared = (pixels - problem.observed).pow(2).sum(-1)  # (N, L) px^2
+    loss = (stage_weight * robust(squared, settings.huber_px)).sum(1) / stage_weight.sum().clamp(min=1)
+    angles = torch.cat([body, hands + model.hand_mean], dim=1)  # (N, 40, 3)
+    excess = angles - torch.maximum(torch.minimum(angles, model.high), model.low)
+    loss = loss + settings.limits / n * excess.pow(2).sum(dim=(1, 2))
+    loss = loss + settings.body_prior / (n * 12) * body[:, :4].pow(2).sum(dim=(1, 2))
+    loss = loss + settings.hand_prior / (n * 90) * hands.pow(2).sum(dim=(1, 2))
+    # a wrist is not behind the chest (SMPL-X z points forward, out of the chest)
+    behind = joints[:, list(problem.wrists), 2] - joints[:, problem.chest, 2, None]  # (N, 2)
+    loss = loss + settings.in_front / (n * 2) * torch.relu(settings.front_margin - behind).pow(2).sum(1)
+    if problem.depth_in is not None:
+        # relative depth of hand points: fit (metres -> pixels at the wrist's depth) against the input
+        wrist_depth = cam_depth[:, problem.wrist_mark]
+        rel_fit = (cam_depth - wrist_depth) * problem.focal[:, None] / wrist_depth
+        rel_in = problem.depth_in - problem.depth_in[:, problem.wrist_mark]
+        ok = problem.depth_ok
+        loss = loss + settings.depth * ((rel_fit - rel_in).pow(2) * ok).sum(1) / ok.sum().clamp(min=1)
+    return loss
+
+
+def second_difference(values: Tensor, middle: Tensor) -> Tensor:
+    """(N, ...) per-frame values -> (M, ...) their acceleration at the `middle` frames."""
+    return values[middle + 1] - 2 * values[middle] + values[middle - 1]
+
+
+def objective(model: PoseModel, problem: FitProblem, settings: FitSettings, state: dict[str, Tensor],
+              stage_weight: Tensor) -> Tensor:
+    """The whole objective: the per-frame terms, temporal smoothness and the shape prior."""
+    loss = frame_losses(model, problem, settings, state, stage_weight).sum()
+    loss = loss + settings.shape_prior * state["betas"].pow(2).mean()
+    return loss + smoothness(model, problem, settings, state).sum()
+
+
+def smoothness(model: PoseModel, problem: FitProblem, settings: FitSettings, state: dict[str, Tensor]) -> Tensor:
+    """(M,) per window of three frames: the squared acceleration of every pose number, each weighted by how
+    far its joint swings the skeleton (PoseModel.swing, the diagonal of the joints' squared acceleration),
+    and of the body position. Linear in the unknowns, so the Gauss-Newton solver's coupled system stays
+    exact and cheap."""
+    if not len(problem.middle):
+        return state["translation"].new_zeros(0)
+    angles = torch.cat([state["root"][:, None], state["body"], state["hands"]], dim=1)  # (N, 41, 3)
+    accel = second_difference(angles, problem.middle).pow(2).sum(-1)  # (M, 41)
+    trans_accel = second_difference(state["translation"], problem.middle).pow(2).sum(-1)  # (M,)
+    return settings.smooth / len(problem.middle) * (accel @ model.swing + trans_accel)
+
+
+def stages(problem: FitProblem, settings: FitSettings) -> list[tuple[tuple[str, ...], Tensor, int]]:
+    """(unknowns, landmark weights, steps) per stage. Stage 1 places the body (arms, head, camera, shape) on
+    the body points and the wrists; stage 2 adds the fingers. Fitting fingers to hands that sit in the wrong
+    place only twists the wrists."""
+    body_stage = ("root", "body", "translation", "betas")
+    return [(body_stage, problem.weight * ~problem.fingers, settings.body_iterations),
+            ((*body_stage, "hands"), problem.weight, settings.iterations)]
+
+
+def _solve_lbfgs(model: PoseModel, problem: FitProblem, settings: FitSettings,
+                 trace: list | None) -> dict[str, Tensor]:
+    # L-BFGS works on each unknown times its pixel lever (see pixel_levers) to the power
     # settings.precondition: a finger joint moves its landmarks ~20 px per radian and a shoulder ~400, a
     # spread of curvatures L-BFGS's few history vectors cannot learn over thousands of frames. The full
     # power (1) lets the stiff joint-limit penalty dominate the fingers; 0.5 measured best (docs/fitting.md).
-    px_per_metre = float(np.median(np.repeat(focal_per_clip, lengths) / translation0[:, 2]))
-    levers = {key: value.to(device) ** settings.precondition
-              for key, value in model.pixel_levers(px_per_metre).items()}
-    root_u = torch.zeros(n, 3, device=device, requires_grad=True)
-    body_u = (body0.to(device) * levers["body"]).requires_grad_(True)
-    hands_u = torch.zeros(n, 30, 3, device=device, requires_grad=True)
-    translation_u = (torch.as_tensor(translation0, device=device) * levers["translation"]).requires_grad_(True)
-    betas_u = torch.zeros(len(signer_names), 10, device=device, requires_grad=True)
-
-    def unknowns() -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        return (root_u / levers["root"], body_u / levers["body"], hands_u / levers["hands"],
-                translation_u / levers["translation"], betas_u / levers["betas"])
-    signer_index = torch.as_tensor(frame_signer, device=device)
-
-    # L-BFGS with a line search: the objective is smooth and least-squares-like, where it converges in a
-    # few dozen steps what Adam needs many hundreds for
-    chest = model.joint_index["Spine3"]
-    wrists = [model.joint_index["L_Wrist"], model.joint_index["R_Wrist"]]
-    hand_marks = torch.tensor([mark.part in ("lhand", "rhand") for mark in LANDMARKS], device=device)
-    wrist_mark = torch.tensor([list(FITTED_INDEX).index(LEFT_HAND.start if mark.part == "lhand" else RIGHT_HAND.start)
-                               if mark.part in ("lhand", "rhand") else 0 for mark in LANDMARKS], device=device)
-    fingers = torch.tensor([mark.part in ("lhand", "rhand") and not mark.joint.endswith("Wrist")
-                            for mark in LANDMARKS], device=device)
-
-    def loss_of(stage_weight: Tensor) -> Tensor:
-        root, body, hands, translation, betas = unknowns()
-        joints, marks, excess = model(root, body, hands, betas[signer_index])
-        pixels, cam_depth = project(marks, translation, focal, centre)
-        residual = (pixels - observed).pow(2).sum(-1)  # (N, L) px^2
-        h2 = settings.huber_px ** 2
-        data = (stage_weight * h2 * (torch.sqrt(1 + residual / h2) - 1)).sum() / stage_weight.sum().clamp(min=1)
-        loss = data + settings.limits * excess.mean()
-        loss = loss + settings.body_prior * body[:, :4].pow(2).mean() + settings.hand_prior * hands.pow(2).mean()
-        loss = loss + settings.shape_prior * betas.pow(2).mean()
-        if len(middle):
-            accel = joints[middle + 1] - 2 * joints[middle] + joints[middle - 1]
-            trans_accel = translation[middle + 1] - 2 * translation[middle] + translation[middle - 1]
-            loss = loss + settings.smooth * (accel.pow(2).sum(-1).mean() + trans_accel.pow(2).sum(-1).mean())
-        # a wrist is not behind the chest (SMPL-X z points forward, out of the chest)
-        behind = joints[:, wrists, 2] - joints[:, chest, 2, None]
-        loss = loss + settings.in_front * torch.relu(-behind - 0.02).pow(2).mean()
-        if has_depth:
-            # relative depth of hand points: fit (metres -> pixels at the wrist's depth) against the input
-            wrist_depth = cam_depth.gather(1, wrist_mark[None].expand(n, -1))
-            rel_fit = (cam_depth - wrist_depth) * focal[:, None] / wrist_depth
-            rel_in = depth_in - depth_in.gather(1, wrist_mark[None].expand(n, -1))
-            ok = depth_ok & hand_marks
-            loss = loss + settings.depth * ((rel_fit - rel_in).pow(2) * ok).sum() / ok.sum().clamp(min=1)
-        if trace is not None:
-            trace.append((float(data.detach()), float(loss.detach())))
-        return loss
-
-    # Stage 1 places the body (arms, head, camera, shape) on the body points and the wrists; stage 2 adds
-    # the fingers. Fitting fingers to hands that sit in the wrong place only twists the wrists.
-    for stage_params, stage_weight, steps in (
-            ([root_u, body_u, translation_u, betas_u], weight * ~fingers, settings.body_iterations),
-            ([root_u, body_u, hands_u, translation_u, betas_u], weight, settings.iterations)):
+    levers = {key: value.to(problem.observed.device) ** settings.precondition
+              for key, value in model.pixel_levers(problem.px_per_metre).items()}
+    scaled = {key: (value * levers[key]).requires_grad_(True) for key, value in problem.start.items()}
+    for names, stage_weight, steps in stages(problem, settings):
         if steps <= 0:
             continue
-        optimiser = torch.optim.LBFGS(stage_params, lr=1.0, max_iter=steps, history_size=settings.history,
-                                      tolerance_grad=1e-9, tolerance_change=1e-12, line_search_fn="strong_wolfe")
+        optimiser = torch.optim.LBFGS([scaled[k] for k in names], lr=1.0, max_iter=steps,
+                                      history_size=settings.history, tolerance_grad=1e-9, tolerance_change=1e-12,
+                                      line_search_fn="strong_wolfe")
 
         def closure(optimiser=optimiser, stage_weight=stage_weight) -> Tensor:
             optimiser.zero_grad(set_to_none=True)
-            loss = loss_of(stage_weight)
+            loss = objective(model, problem, settings, {k: v / levers[k] for k, v in scaled.items()}, stage_weight)
             loss.backward()
+            if trace is not None:
+                trace.append(float(loss.detach()))
             return loss
 
         optimiser.step(closure)
+    return {key: (value / levers[key]).detach() for key, value in scaled.items()}
+
+
+def _place_body(clips: list[ClipKeypoints], settings: FitSettings, model: PoseModel, problem: FitProblem,
+                device: torch.device, trace: list | None) -> dict[str, Tensor]:
+    """Stage 1 by L-BFGS on every `keyframe_step`-th frame, interpolated to all frames: the body's first
+    placement, from the resting start, is where the fit must find the right one of several 2D-equivalent
+    poses, and L-BFGS's gradual path from the start finds it where Gauss-Newton's long steps often did not.
+    The body moves smoothly, so a quarter of the frames place it as well as all of them."""
+    step = max(settings.keyframe_step, 1)
+    keyframes = [ClipKeypoints(c.clip_id, c.points[::step], c.visible[::step], c.image_size, c.signer,
+                               None if c.depth is None else c.depth[::step]) for c in clips]
+    # accelerations over `step` frames are step^2 larger for the same motion
+    key_settings = replace(settings, iterations=0, smooth=settings.smooth / step ** 4)
+    key_problem = build_problem(keyframes, key_settings, model, device)
+    placed = _solve_lbfgs(model, key_problem, key_settings, trace)
+    out = {"betas": placed["betas"], "hands": problem.start["hands"]}
+    key_starts = np.cumsum([0, *[len(c.points) for c in keyframes[:-1]]])
+    for name in ("root", "body", "translation"):
+        values = placed[name].cpu().numpy()
+        full = []
+        for clip, start, key in zip(clips, key_starts, keyframes, strict=True):
+            frames = np.arange(len(clip.points))
+            rows = values[start:start + len(key.points)].reshape(len(key.points), -1)
+            full.append(np.stack([np.interp(frames, frames[::step], column) for column in rows.T], axis=1))
+        out[name] = torch.as_tensor(np.concatenate(full), dtype=torch.float32, device=device).reshape(
+            problem.start[name].shape)
+    return out
+
+
+def fit_clips(clips: list[ClipKeypoints], settings: FitSettings | None = None, device: str | torch.device = "cpu",
+              model: PoseModel | None = None, trace: list | None = None) -> list[ClipFit]:
+    """Fit all clips together (one optimisation, shapes shared per signer) -> one ClipFit per clip.
+
+    `trace`, when given, receives the objective per evaluation, to watch convergence.
+    """
+    settings = settings or FitSettings()
+    device = torch.device(device)
+    model = (model or PoseModel()).to(device)
+    problem = build_problem(clips, settings, model, device)
+    if settings.solver == "lbfgs":
+        state = _solve_lbfgs(model, problem, settings, trace)
+    elif settings.solver == "gauss-newton":
+        from mGPT.data.fit_gauss_newton import solve
+        placed = _place_body(clips, settings, model, problem, device, trace)
+        state = solve(model, replace(problem, start=placed), replace(settings, body_iterations=0), trace)
+    else:
+        raise ValueError(f"FitSettings.solver: {settings.solver!r}; use 'gauss-newton' or 'lbfgs'")
 
     with torch.no_grad():
-        root, body, hands, translation, betas = unknowns()
-        _, marks, _ = model(root, body, hands, betas[signer_index])
-        pixels, _ = project(marks, translation, focal, centre)
-        error = (pixels - observed).pow(2).sum(-1)  # (N, L)
-        frames = to_smplx(root, body, hands, betas[signer_index]).cpu().numpy()
-    error, visible_np = error.cpu().numpy(), visible.cpu().numpy()
+        betas = state["betas"][problem.signer_index]
+        _, _, marks = model.pose(state["root"], state["body"], state["hands"], betas)
+        pixels, _ = project(marks, state["translation"], problem.focal, problem.centre)
+        error = (pixels - problem.observed).pow(2).sum(-1).cpu().numpy()  # (N, L)
+        frames = to_smplx(state["root"], state["body"], state["hands"], betas).cpu().numpy()
+        translation = state["translation"].cpu().numpy()
+    seen = (problem.weight > 0).cpu().numpy()
     parts = np.array([mark.part for mark in LANDMARKS])
-    fits = []
-    for clip, start, length in zip(clips, starts, lengths, strict=True):
-        rows = slice(start, start + length)
+    fits, start = [], 0
+    for clip in clips:
+        rows = slice(start, start + len(clip.points))
+        start += len(clip.points)
         params = frames[rows].copy()
         for side, block in (("smplx_lhand_pose", LEFT_HAND), ("smplx_rhand_pose", RIGHT_HAND)):
-            seen = clip.visible[:, block].sum(axis=1) >= 10
-            params[:, SMPLX_SLICES[side]] = _interpolate_missing(params[:, SMPLX_SLICES[side]], seen)
+            hand_seen = clip.visible[:, block].sum(axis=1) >= 10
+            params[:, SMPLX_SLICES[side]] = _interpolate_missing(params[:, SMPLX_SLICES[side]], hand_seen)
         rms = {}
         for part in ("body", "face", "lhand", "rhand"):
-            mask = visible_np[rows] & (parts == part)
+            mask = seen[rows] & (parts == part)
             rms[part] = float(np.sqrt(error[rows][mask].mean())) if mask.any() else float("nan")
-        fits.append(ClipFit(clip.clip_id, params.astype(np.float32), translation[rows].detach().cpu().numpy(),
-                            float(focal_per_clip[len(fits)]), rms))
+        fits.append(ClipFit(clip.clip_id, params.astype(np.float32), translation[rows],
+                            float(problem.focal[rows.start]), rms))
     return fits
 
 

@@ -340,8 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="CPU threads for the fit (default: torch's)")
     parser.add_argument("--batch-frames", type=int, default=4096, help="frames fitted together")
     parser.add_argument("--iterations", type=int, default=FitSettings.iterations,
-                        help="L-BFGS steps per batch, plus half as many for the body alone (fewer: faster, "
-                             "rougher)")
+                        help="Gauss-Newton iterations per batch, after four times as many L-BFGS steps that "
+                             "place the body (fewer: faster, rougher)")
     parser.add_argument("--strict", action="store_true", help="stop at the first bad clip instead of skipping it")
     args = parser.parse_args(argv)
 
@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         result = import_keypoints(args.poses, args.out, args.split, args.labels, args.fps,
                                   tuple(args.image_size) if args.image_size else None, args.device, args.strict,
                                   args.batch_frames, FitSettings(iterations=args.iterations,
-                                                                         body_iterations=args.iterations // 2))
+                                                                         body_iterations=4 * args.iterations))
         for message in result["skipped"][:SHOWN_SKIPS]:
             print(f"skipped: {message}", file=sys.stderr)
         if len(result["skipped"]) > SHOWN_SKIPS:

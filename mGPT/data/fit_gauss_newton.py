@@ -1,0 +1,539 @@
+"""Levenberg-Marquardt for fit_smplx's objective, with analytic Jacobians: the fitter's default solver.
+
+fit_smplx places the body first (L-BFGS on keyframes, from the resting start, where Gauss-Newton's long
+steps often found a wrong one of several 2D-equivalent poses); `solve` then fits everything. The objective
+(fit_smplx.objective) is a sum of squares, apart from the robust 2D term, which is iteratively reweighted
+(weights from the pseudo-Huber's derivative at the current residuals). Each iteration:
+
+1. Pose the model and differentiate the landmarks by hand. A point p carried by free joint f moves by
+   -[p - o_f]x G_f J_r(theta_f) per unit of f's axis-angle theta_f, where o_f is the joint's place, G_f its
+   global rotation and J_r SO(3)'s right Jacobian (so the pose numbers stay plain axis-angle, and the joint
+   limits stay boxes). The pinhole camera maps that to pixels.
+2. Sum each frame's normal equations (126 unknowns: root, ten body joints, body position, 30 finger joints)
+   by chains: the body points touch only the 36 body unknowns, and a finger's points only the 18 of its arm
+   and position and its own 9, so the sums are small dense products, and the system keeps an arrow shape
+   (fingers never couple to each other) that is solved by the body's Schur complement.
+3. Temporal smoothness couples the frames of a clip; it is linear in the unknowns, so the coupled system is
+   solved by a few conjugate-gradient steps, preconditioned by each frame's own system.
+   Marquardt's damping is per frame, and each frame keeps its step where its share of the objective (its own
+   terms and the smoothness window centred on it) went down.
+4. Every SHAPE_EVERY iterations the shape, shared by a signer's frames, gets its own damped step, frames held.
+
+bench/bench_fit.py compares it with L-BFGS side by side (docs/fitting.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from mGPT.data.fit_smplx import FINGERS, FLIP, frame_losses, objective, project, smoothness, stages
+from mGPT.data.mediapipe import LANDMARKS
+
+if TYPE_CHECKING:
+    from mGPT.data.fit_smplx import FitProblem, FitSettings, PoseModel
+
+# the unknowns of one frame, in the order of the solver's columns
+COLUMNS = {"root": slice(0, 3), "body": slice(3, 33), "translation": slice(33, 36), "hands": slice(36, 126)}
+N_COLUMNS = 126
+BODY_SLOTS = 11  # free joints 0..10: the root and the ten upper-body joints
+LAMBDA_MIN, LAMBDA_MAX = 1e-7, 1e7
+LAMBDA_START = 1e-2
+DAMPING_FLOOR = 1e-2  # of the mean curvature, under Marquardt's diagonal scaling
+MAX_TURN = 0.5  # radians per joint and step
+LIMIT_NEAR = 0.1  # radians
+CG_STEPS = 3
+SHAPE_EVERY = 3  # iterations per shape step: the shape moves little once the body is placed
+
+
+def _skew_times(vectors: Tensor, matrices: Tensor) -> Tensor:
+    """[v]x M for (..., 3) vectors and (..., 3, 3) matrices: the cross product of v with each column."""
+    return torch.linalg.cross(vectors[..., :, None].expand_as(matrices), matrices, dim=-2)
+
+
+def _cross(a: Tensor, b: Tensor) -> Tensor:
+    """a x b over the last axis, broadcasting (torch.linalg.cross is several times slower on small shapes)."""
+    ax, ay, az = a.unbind(-1)
+    bx, by, bz = b.unbind(-1)
+    return torch.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx], dim=-1)
+
+
+def right_jacobian(theta: Tensor) -> Tensor:
+    """(..., 3) axis-angle -> (..., 3, 3) J_r: R(theta + d) = R(theta) exp([J_r d]x) to first order."""
+    angle2 = theta.pow(2).sum(-1, keepdim=True)[..., None]  # (..., 1, 1)
+    angle = angle2.sqrt()
+    small = angle < 1e-4
+    safe = torch.where(small, torch.ones_like(angle), angle)
+    a = torch.where(small, 0.5 - angle2 / 24, (1 - torch.cos(safe)) / safe.pow(2))
+    b = torch.where(small, 1 / 6 - angle2 / 120, (safe - torch.sin(safe)) / safe.pow(3))
+    eye = torch.eye(3, dtype=theta.dtype, device=theta.device).expand(theta.shape[:-1] + (3, 3))
+    k = _skew_times(theta, eye)  # [theta]x
+    return eye - a * k + b * (k @ k)
+
+
+def _slot_columns(slot: int) -> list[int]:
+    """The three solver columns of free joint `slot` (0 root, 1..10 body, 11..40 fingers)."""
+    start = 3 * slot if slot < BODY_SLOTS else 36 + 3 * (slot - BODY_SLOTS)
+    return [start, start + 1, start + 2]
+
+
+@dataclass
+class Group:
+    """Points whose Jacobians live on the same few free joints: a batch of G chains, M points, K joints."""
+
+    points: Tensor  # (G, M) landmark index, or -1 for the chest joint
+    slots: Tensor  # (G, K) free joints
+    carried: Tensor  # (G, M, K) bool: the joint moves the point
+    pixel_weight: Tensor  # (G, M) 0 where the point is counted in another group (or is not a landmark)
+    columns: Tensor  # (G, 3K + 3) solver columns: the joints' and the body position's
+    hands: bool  # the finger groups: each chain's first point is its hand's wrist, and hands have depth
+    front: list[int]  # the body group: where the two wrist landmarks are among the points (the chest last)
+
+
+def chain_groups(model: PoseModel) -> tuple[Group, Group]:
+    """The body group (body and face landmarks, both wrists, the chest joint; the 11 body joints) and the ten
+    finger groups (a hand's wrist landmark and the finger's four; root, collar, shoulder, elbow, wrist and
+    the finger's three joints)."""
+    free_slot = {joint: slot for slot, joint in enumerate(model.free_index)}
+
+    def carriers(joint: int) -> set[int]:
+        slots = set()
+        while joint >= 0:
+            if joint in free_slot:
+                slots.add(free_slot[joint])
+            joint = model.parents[joint]
+        return slots
+
+    def point_carriers(point: int) -> set[int]:  # a landmark is rigid in its frame joint
+        return carriers(model.joint_index["Spine3"]) if point < 0 else carriers(model.mark_frame[point])
+
+    def build(chains: list[tuple[list[int], list[int], list[float]]], hands: bool) -> Group:
+        points = torch.tensor([c[0] for c in chains])
+        slots = torch.tensor([c[1] for c in chains])
+        carried = torch.tensor([[[slot in point_carriers(p) for slot in c[1]] for p in c[0]] for c in chains])
+        columns = torch.tensor([sum((_slot_columns(k) for k in c[1]), []) + [33, 34, 35] for c in chains])
+        front = [] if hands else [chains[0][0].index(mark) for mark in wrists]
+        return Group(points, slots, carried, torch.tensor([c[2] for c in chains]), columns, hands, front)
+
+    mark_of = {(mark.part, mark.joint): i for i, mark in enumerate(LANDMARKS)}
+    body_marks = [i for i, mark in enumerate(LANDMARKS) if mark.part in ("body", "face")]
+    wrists = [mark_of["lhand", "L_Wrist"], mark_of["rhand", "R_Wrist"]]
+    body = build([(body_marks + wrists + [-1], list(range(BODY_SLOTS)),
+                   [1.0] * (len(body_marks) + 2) + [0.0])], hands=False)
+    fingers = []
+    for side, part in (("L", "lhand"), ("R", "rhand")):  # the model's order: finger g owns hand columns 9g..9g+8
+        arm = [free_slot[model.joint_index[f"{side}_{name}"]] for name in ("Collar", "Shoulder", "Elbow", "Wrist")]
+        for finger in FINGERS:
+            names = [f"{side}_{finger}{k}" for k in (1, 2, 3)]
+            marks = [mark_of[part, f"{side}_Wrist"]] + [mark_of[part, n] for n in (*names, f"{side}_{finger}Tip")]
+            fingers.append((marks, [0, *arm, *(free_slot[model.joint_index[n]] for n in names)],
+                            [0.0, 1.0, 1.0, 1.0, 1.0]))  # the wrist landmark counts in the body group
+    return body, build(fingers, hands=True)
+
+
+@dataclass
+class Posed:
+    """The model at one state: what the objective and the Jacobians need."""
+
+    joints: Tensor  # (N, J, 3)
+    rotations: Tensor  # (N, J, 3, 3)
+    marks: Tensor  # (N, L, 3)
+
+    def as_tuple(self) -> tuple[Tensor, Tensor, Tensor]:
+        return self.joints, self.rotations, self.marks
+
+
+def _pose(model: PoseModel, problem: FitProblem, state: dict[str, Tensor]) -> Posed:
+    return Posed(*model.pose(state["root"], state["body"], state["hands"], state["betas"][problem.signer_index]))
+
+
+def _camera(problem: FitProblem, marks: Tensor, translation: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """-> pixels (N, L, 2), camera depth (N, L), d pixels / d camera point (N, L, 2, 3)."""
+    pixels, depth = project(marks, translation, problem.focal, problem.centre)
+    camera = marks * FLIP.to(marks) + translation[:, None]
+    f_over_z = problem.focal[:, None] / depth  # (N, L)
+    d_pixels = marks.new_zeros(marks.shape[:2] + (2, 3))
+    d_pixels[..., 0, 0] = f_over_z
+    d_pixels[..., 1, 1] = f_over_z
+    d_pixels[..., :, 2] = -f_over_z[..., None] * camera[..., :2] / depth[..., None]
+    return pixels, depth, d_pixels
+
+
+@dataclass
+class Linearised:
+    """What every group's rows share at one state: the camera, the robust weights, the joints' frames."""
+
+    pixels: Tensor  # (N, L, 2)
+    depth: Tensor  # (N, L) camera depth
+    row_axes: Tensor  # (N, L, 3, 3): per landmark, d (pixel x, pixel y, camera depth) / d SMPL-X point
+    pixel_weight: Tensor  # (N, L) landmark weight x IRLS weight / normaliser
+    frames: Tensor  # (N, 41, 3, 3) each free joint's global rotation times its right Jacobian
+    origins: Tensor  # (N, 41, 3) each free joint's place
+    points: Tensor  # (N, L + 1, 3) the landmarks, then the chest joint
+
+
+def linearise(model: PoseModel, problem: FitProblem, settings: FitSettings, state: dict[str, Tensor],
+              posed: Posed, stage_weight: Tensor) -> Linearised:
+    pixels, depth, d_pixels = _camera(problem, posed.marks, state["translation"])
+    flip = FLIP.to(pixels)
+    # d camera depth / d point is the flipped z axis
+    depth_axis = torch.zeros(3, dtype=pixels.dtype, device=pixels.device)
+    depth_axis[2] = flip[2]
+    row_axes = torch.cat([d_pixels * flip, depth_axis.expand(pixels.shape[:2] + (1, 3))], dim=2)
+    squared = (pixels - problem.observed).pow(2).sum(-1)  # (N, L)
+    irls = 0.5 / torch.sqrt(1 + squared / settings.huber_px ** 2)  # the pseudo-Huber's d rho / d squared
+    angles = torch.cat([state["root"][:, None], state["body"], state["hands"] + model.hand_mean], dim=1)
+    return Linearised(pixels, depth, row_axes, stage_weight * irls / stage_weight.sum().clamp(min=1),
+                      posed.rotations[:, model.free_index] @ right_jacobian(angles), posed.joints[:, model.free_index],
+                      torch.cat([posed.marks, posed.joints[:, problem.chest, None]], dim=1))
+
+
+def _group_system(group: Group, problem: FitProblem, settings: FitSettings, lin: Linearised,
+                  translation: Tensor) -> tuple[Tensor, Tensor]:
+    """One group's share of every frame's normal equations: H (N, G, C, C), g (N, G, C)."""
+    n = lin.pixels.shape[0]
+    g_count, m_count, k_count = group.carried.shape
+    marks = group.points.clamp(min=0)  # the chest (-1) has no pixel rows: its weight is 0
+    points = lin.points[:, group.points]  # (N, G, M, 3)
+    axes = lin.row_axes[:, marks]  # (N, G, M, 3 rows, 3)
+    arms = points[:, :, :, None] - lin.origins[:, group.slots][:, :, None]  # (N, G, M, K, 3)
+    # a row axis a sees a turn d of joint k as a . (A_k d) x arm = (arm x a) . A_k d
+    arms = arms * group.carried[..., None]
+    turned = _cross(arms[:, :, :, :, None], axes[:, :, :, None])  # (N, G, M, K, 3 rows, 3)
+    frames = lin.frames[:, group.slots]  # (N, G, K, 3, 3)
+    rows = torch.einsum("ngmkri,ngkij->ngmrkj", turned, frames).reshape(n, g_count, m_count, 3, 3 * k_count)
+    rows = torch.cat([rows, axes * FLIP.to(axes)], dim=-1)  # body position: d point / d translation = flip
+
+    jacobians = [rows[:, :, :, :2].reshape(n, g_count, 2 * m_count, -1)]
+    weights = [(lin.pixel_weight[:, marks] * group.pixel_weight)[..., None].expand(-1, -1, -1, 2).reshape(
+        n, g_count, -1)]
+    residuals = [(lin.pixels - problem.observed)[:, marks].reshape(n, g_count, -1)]
+    if problem.depth_in is not None and group.hands:
+        wrist = problem.wrist_mark[marks]  # (G, M); each chain's first point is its hand's wrist
+        cam_z, wrist_z = lin.depth[:, marks], lin.depth[:, wrist]
+        f = problem.focal[:, None, None]
+        jacobians.append(f[..., None] / wrist_z[..., None] * rows[:, :, :, 2]
+                         - (f * cam_z / wrist_z.pow(2))[..., None] * rows[:, :, :1, 2])
+        ok = problem.depth_ok[:, marks] * group.pixel_weight
+        weights.append(settings.depth * ok / problem.depth_ok.sum().clamp(min=1))
+        residuals.append((cam_z - wrist_z) * f / wrist_z - (problem.depth_in[:, marks] - problem.depth_in[:, wrist]))
+    if group.front:  # the body group: wrists in front of the chest, in SMPL-X's forward z
+        forward = torch.zeros(3, device=points.device)
+        forward[2] = 1.0
+        moves = torch.einsum("nmki,nkij->nmkj", _cross(arms[:, 0], forward), frames[:, 0]).reshape(
+            n, m_count, -1)  # (N, M, 3K)
+        behind = points[:, 0, group.front, 2] - points[:, 0, -1:, 2]  # (N, 2)
+        behind_j = moves[:, group.front] - moves[:, -1:]
+        jacobians.append(-torch.cat([behind_j, behind_j.new_zeros(n, 2, 3)], dim=-1)[:, None])
+        weights.append((settings.in_front / (n * 2) * (settings.front_margin - behind > 0))[:, None])
+        residuals.append(torch.relu(settings.front_margin - behind)[:, None])
+    jacobian = torch.cat(jacobians, dim=2)  # (N, G, R, C)
+    weight, residual = torch.cat(weights, dim=2), torch.cat(residuals, dim=2)
+    weighted = jacobian * weight[..., None]
+    return weighted.transpose(2, 3) @ jacobian, (weighted * residual[..., None]).sum(2)
+
+
+# Finger group columns: root (3), arm (12), the finger's joints (9), body position (3). Its arm part lands in
+# the body block at CHAIN_COLUMNS; its own part is one 9-wide finger block.
+GROUP_ARM = list(range(15)) + [24, 25, 26]
+GROUP_FINGER = list(range(15, 24))
+
+
+@dataclass
+class System:
+    """Every frame's Gauss-Newton system, kept in its arrow shape: the 36 body unknowns (root, body, position)
+    couple to each of the ten fingers' 9, and fingers never couple to each other."""
+
+    body: Tensor  # (N, 36, 36)
+    body_finger: Tensor  # (N, 10, 18, 9): a finger's arm columns (CHAIN_COLUMNS) against its own
+    finger: Tensor  # (N, 10, 9, 9)
+    gradient: Tensor  # (N, 126) in solver columns; the objective's gradient is 2x this
+    chain: Tensor  # (10, 18) each finger's arm columns in the body block
+
+    def diagonal(self) -> Tensor:
+        n = self.body.shape[0]
+        return torch.cat([self.body.diagonal(dim1=-2, dim2=-1),
+                          self.finger.diagonal(dim1=-2, dim2=-1).reshape(n, 90)], dim=1)
+
+    def multiply(self, x: Tensor) -> Tensor:
+        """(N, 126) -> H x."""
+        n = x.shape[0]
+        body, fingers = x[:, :36], x[:, 36:].reshape(n, 10, 9)
+        arms = body[:, self.chain]  # (N, 10, 18)
+        out_body = (self.body @ body[..., None])[..., 0]
+        out_body = out_body.index_add(1, self.chain.reshape(-1),
+                                      (self.body_finger @ fingers[..., None])[..., 0].reshape(n, -1))
+        out_fingers = (self.body_finger.transpose(-1, -2) @ arms[..., None])[..., 0] + \
+            (self.finger @ fingers[..., None])[..., 0]
+        return torch.cat([out_body, out_fingers.reshape(n, 90)], dim=1)
+
+
+def frame_system(groups: tuple[Group, Group], model: PoseModel, problem: FitProblem, settings: FitSettings,
+                 state: dict[str, Tensor], posed: Posed, stage_weight: Tensor) -> System:
+    """Each frame's Gauss-Newton system at `state`, smoothness left out."""
+    body_group, finger_groups = groups
+    n, device = posed.joints.shape[0], posed.joints.device
+    lin = linearise(model, problem, settings, state, posed, stage_weight)
+    body_h, body_g = _group_system(body_group, problem, settings, lin, state["translation"])
+    finger_h, finger_g = _group_system(finger_groups, problem, settings, lin, state["translation"])
+    chain = finger_groups.columns[:, GROUP_ARM].to(device)  # (10, 18), all below 36
+    hessian = body_h[:, 0].reshape(n, -1).index_add(
+        1, (chain[:, :, None] * 36 + chain[:, None, :]).reshape(-1),
+        finger_h[:, :, GROUP_ARM][:, :, :, GROUP_ARM].reshape(n, -1)).reshape(n, 36, 36)
+    gradient = torch.cat([body_g[:, 0].index_add(1, chain.reshape(-1), finger_g[:, :, GROUP_ARM].reshape(n, -1)),
+                          finger_g[:, :, GROUP_FINGER].reshape(n, 90)], dim=1)
+    finger = finger_h[:, :, GROUP_FINGER][:, :, :, GROUP_FINGER]
+
+    # the box terms touch one unknown each: they add to the diagonal
+    angles = torch.cat([state["body"], state["hands"] + model.hand_mean], dim=1).reshape(n, -1)  # (N, 120)
+    excess = angles - torch.maximum(torch.minimum(angles, model.high.reshape(-1)), model.low.reshape(-1))
+    box_columns = torch.cat([torch.arange(3, 33), torch.arange(36, 126)]).to(device)
+    diagonal = torch.zeros(n, N_COLUMNS, device=device)
+    # a limit's curvature is counted from LIMIT_NEAR radians inside it: a step that crosses a limit the
+    # quadratic model cannot see would be refused, and refused steps were most of the fit's lost iterations
+    low, high = model.low.reshape(-1), model.high.reshape(-1)
+    near = (angles < low + LIMIT_NEAR) | (angles > high - LIMIT_NEAR)
+    diagonal[:, box_columns] += settings.limits / n * near
+    gradient[:, box_columns] += settings.limits / n * excess
+    diagonal[:, 3:15] += settings.body_prior / (n * 12)  # neck, collars, head near rest
+    gradient[:, 3:15] += settings.body_prior / (n * 12) * state["body"][:, :4].reshape(n, 12)
+    diagonal[:, COLUMNS["hands"]] += settings.hand_prior / (n * 90)
+    gradient[:, COLUMNS["hands"]] += settings.hand_prior / (n * 90) * state["hands"].reshape(n, 90)
+    return System(hessian + torch.diag_embed(diagonal[:, :36]),
+                  finger_h[:, :, GROUP_ARM][:, :, :, GROUP_FINGER],
+                  finger + torch.diag_embed(diagonal[:, 36:].reshape(n, 10, 9)), gradient, chain)
+
+
+class Smoothness:
+    """The smoothness term's quadratic form w * L^T L over each clip's frames, per solver column."""
+
+    def __init__(self, model: PoseModel, problem: FitProblem, settings: FitSettings):
+        self.middle = problem.middle
+        n, device = problem.observed.shape[0], problem.observed.device
+        swing = torch.cat([model.swing[:11], torch.ones(1, device=device), model.swing[11:]])  # position: 1
+        scale = settings.smooth / max(len(self.middle), 1)
+        self.weight = scale * swing.repeat_interleave(3)  # (126,) in solver column order
+        self.diagonal = torch.zeros(n, device=device)  # diag of L^T L: 1, 4, 1 from each window
+        for offset, c in ((-1, 1.0), (0, 4.0), (1, 1.0)):
+            self.diagonal.index_add_(0, self.middle + offset, torch.full((len(self.middle),), c, device=device))
+
+    def apply(self, values: Tensor) -> Tensor:
+        """(N, 126) -> w * L^T L values (N, 126)."""
+        if not len(self.middle):
+            return torch.zeros_like(values)
+        m = self.middle
+        accel = values[m + 1] - 2 * values[m] + values[m - 1]
+        out = torch.zeros_like(values)
+        out.index_add_(0, m - 1, accel)
+        out.index_add_(0, m, -2 * accel)
+        out.index_add_(0, m + 1, accel)
+        return out * self.weight
+
+
+def state_columns(state: dict[str, Tensor]) -> Tensor:
+    """The per-frame unknowns as (N, 126) solver columns."""
+    n = state["root"].shape[0]
+    return torch.cat([state["root"], state["body"].reshape(n, 30), state["translation"],
+                      state["hands"].reshape(n, 90)], dim=1)
+
+
+class BlockInverse:
+    """Each frame's own system (H + D, D diagonal) solved exactly through its arrow shape: fingers first, then
+    the body's Schur complement. With fingers=False only the body block is solved (stage 1)."""
+
+    def __init__(self, system: System, extra_diagonal: Tensor, fingers: bool):
+        n = system.body.shape[0]
+        self.system, self.fingers = system, fingers
+        body = system.body + torch.diag_embed(extra_diagonal[:, :36])
+        if fingers:
+            finger = system.finger + torch.diag_embed(extra_diagonal[:, 36:].reshape(n, 10, 9))
+            self.finger_inverse = _spd_inverse(finger)  # (N, 10, 9, 9)
+            self.gain = system.body_finger @ self.finger_inverse  # (N, 10, 18, 9)
+            chain = system.chain
+            cells = (chain[:, :, None] * 36 + chain[:, None, :]).reshape(-1)
+            body = body.reshape(n, -1).index_add(1, cells, -(self.gain @ system.body_finger.transpose(-1, -2))
+                                                 .reshape(n, -1)).reshape(n, 36, 36)
+        self.body_inverse = _spd_inverse(body)
+
+    def solve(self, r: Tensor) -> Tensor:
+        n = r.shape[0]
+        body = r[:, :36]
+        if not self.fingers:
+            return torch.cat([(self.body_inverse @ body[..., None])[..., 0], torch.zeros_like(r[:, 36:])], dim=1)
+        fingers = r[:, 36:].reshape(n, 10, 9)
+        chain = self.system.chain
+        body = body.index_add(1, chain.reshape(-1), -(self.gain @ fingers[..., None])[..., 0].reshape(n, -1))
+        x_body = (self.body_inverse @ body[..., None])[..., 0]
+        coupled = (self.system.body_finger.transpose(-1, -2) @ x_body[:, chain][..., None])[..., 0]
+        x_fingers = (self.finger_inverse @ (fingers - coupled)[..., None])[..., 0]
+        return torch.cat([x_body, x_fingers.reshape(n, 90)], dim=1)
+
+
+def _spd_inverse(matrices: Tensor) -> Tensor:
+    """Inverse of symmetric positive definite (..., k, k) blocks, factorised in double precision; a block
+    that is not positive definite gets the inverse of its diagonal."""
+    h = matrices.double()
+    factor, info = torch.linalg.cholesky_ex(h)
+    bad = info != 0
+    if bad.any():
+        h = torch.where(bad[..., None, None], torch.diag_embed(h.diagonal(dim1=-2, dim2=-1).clamp(min=1e-12)), h)
+        factor, _ = torch.linalg.cholesky_ex(h)
+    return torch.cholesky_inverse(factor).to(matrices.dtype)
+
+
+def _conjugate_gradients(system: System, smooth: Smoothness, damping: Tensor, active: Tensor,
+                         fingers: bool) -> Tensor:
+    """Solve (H + damping + smoothness) step = -gradient over the active columns, preconditioned by each
+    frame's own block (BlockInverse, with smoothness's diagonal). -> step (N, 126)."""
+    preconditioner = BlockInverse(system, damping + smooth.diagonal[:, None] * smooth.weight, fingers)
+
+    def multiply(x: Tensor) -> Tensor:
+        return (system.multiply(x) + damping * x + smooth.apply(x)) * active
+
+    b = -system.gradient * active
+    x = preconditioner.solve(b)
+    r = b - multiply(x)
+    z = preconditioner.solve(r)
+    p, rz = z, (r * z).sum()
+    for _ in range(CG_STEPS):
+        ap = multiply(p)
+        alpha = rz / (p * ap).sum().clamp(min=1e-30)
+        x = x + alpha * p
+        r = r - alpha * ap
+        z = preconditioner.solve(r)
+        rz_next = (r * z).sum()
+        p = z + (rz_next / rz.clamp(min=1e-30)) * p
+        rz = rz_next
+    return x
+
+
+def _moved(state: dict[str, Tensor], step: Tensor) -> dict[str, Tensor]:
+    """The state after `step`, each joint turned at most MAX_TURN radians, where the linear model is still
+    fair. (Clamping to the joint limits here instead of leaving them to their penalty bent the steps and
+    stalled the fit.)"""
+    n = step.shape[0]
+    moved = dict(state)
+    for name in ("root", "body", "hands"):
+        delta = step[:, COLUMNS[name]].reshape(state[name].shape)
+        delta = delta * (MAX_TURN / delta.norm(dim=-1, keepdim=True).clamp(min=MAX_TURN))
+        moved[name] = state[name] + delta
+    moved["translation"] = state["translation"] + step[:, COLUMNS["translation"]].reshape(n, 3)
+    return moved
+
+
+def _per(index: Tensor, values: Tensor, count: int) -> Tensor:
+    return values.new_zeros(count).index_add_(0, index, values)
+
+
+def per_frame_losses(model: PoseModel, problem: FitProblem, settings: FitSettings, state: dict[str, Tensor],
+                     posed: Posed, stage_weight: Tensor) -> Tensor:
+    """(N,) the objective's share of each frame: its own terms and the smoothness window centred on it (the
+    shape prior left out)."""
+    frames = frame_losses(model, problem, settings, state, stage_weight, posed.as_tuple())
+    if len(problem.middle):
+        frames = frames.index_add(0, problem.middle, smoothness(model, problem, settings, state))
+    return frames
+
+
+def _pick(keep: Tensor, new: Tensor, old: Tensor) -> Tensor:
+    return torch.where(keep.reshape(-1, *([1] * (new.dim() - 1))), new, old)
+
+
+def _shape_step(model: PoseModel, problem: FitProblem, settings: FitSettings, state: dict[str, Tensor],
+                posed: Posed, stage_weight: Tensor, damping: Tensor) -> tuple[dict[str, Tensor], Posed, Tensor]:
+    """One damped Gauss-Newton step of each signer's betas with the frames held, kept per signer where it
+    lowered that signer's loss. -> state, posed, which signers moved."""
+    n = posed.joints.shape[0]
+    signer, signers = problem.signer_index, state["betas"].shape[0]
+    joints_b = model.shape_jacobian(posed.rotations)  # (N, J, 3, 10)
+    camera_b = joints_b[:, model.mark_joint] * FLIP.to(joints_b)[:, None]  # offsets turn, betas only move
+    pixels, depth, d_pixels = _camera(problem, posed.marks, state["translation"])
+    squared = (pixels - problem.observed).pow(2).sum(-1)
+    irls = 0.5 / torch.sqrt(1 + squared / settings.huber_px ** 2)
+    rows = [(d_pixels @ camera_b).reshape(n, -1, 10)]
+    weights = [(stage_weight * irls / stage_weight.sum().clamp(min=1))[..., None].expand(-1, -1, 2).reshape(n, -1)]
+    residuals = [(pixels - problem.observed).reshape(n, -1)]
+    if problem.depth_in is not None:
+        wrist = problem.wrist_mark
+        rel_fit = (depth - depth[:, wrist]) * problem.focal[:, None] / depth[:, wrist]
+        f, wrist_z = problem.focal[:, None, None], depth[:, wrist, None]
+        rows.append(f / wrist_z * camera_b[:, :, 2] - f * depth[..., None] / wrist_z.pow(2) * camera_b[:, wrist, 2])
+        weights.append(settings.depth * problem.depth_ok / problem.depth_ok.sum().clamp(min=1))
+        residuals.append(rel_fit - (problem.depth_in - problem.depth_in[:, wrist]))
+    behind = posed.joints[:, list(problem.wrists), 2] - posed.joints[:, problem.chest, 2, None]
+    rows.append(-(joints_b[:, list(problem.wrists), 2] - joints_b[:, problem.chest, 2, None]))
+    weights.append(settings.in_front / (n * 2) * (settings.front_margin - behind > 0))
+    residuals.append(torch.relu(settings.front_margin - behind))
+    jacobian, weight, residual = torch.cat(rows, 1), torch.cat(weights, 1), torch.cat(residuals, 1)
+    weighted = jacobian * weight[..., None]
+    prior = settings.shape_prior / (signers * 10)
+    hessian = torch.zeros(signers, 10, 10, device=jacobian.device).index_add_(
+        0, signer, weighted.transpose(1, 2) @ jacobian) + prior * torch.eye(10, device=jacobian.device)
+    gradient = torch.zeros(signers, 10, device=jacobian.device).index_add_(
+        0, signer, (weighted * residual[..., None]).sum(1)) + prior * state["betas"]
+    scale = hessian.diagonal(dim1=-2, dim2=-1)
+    system = hessian + torch.diag_embed(damping[:, None] * (scale + DAMPING_FLOOR * scale.mean(-1, True)))
+    step = -(_spd_inverse(system) @ gradient[..., None])[..., 0]
+
+    def signer_loss(candidate: dict[str, Tensor], candidate_posed: Posed) -> Tensor:
+        frames = frame_losses(model, problem, settings, candidate, stage_weight, candidate_posed.as_tuple())
+        return _per(signer, frames, signers) + prior * candidate["betas"].pow(2).sum(1)
+
+    candidate = dict(state, betas=state["betas"] + step)
+    candidate_posed = _pose(model, problem, candidate)
+    better = signer_loss(candidate, candidate_posed) < signer_loss(state, posed)
+    frames_better = better[signer]
+    posed = Posed(*(_pick(frames_better, new, old) for new, old in zip(candidate_posed.as_tuple(),
+                                                                       posed.as_tuple(), strict=True)))
+    return dict(state, betas=_pick(better, candidate["betas"], state["betas"])), posed, better
+
+
+def _damp(damping: Tensor, better: Tensor) -> Tensor:
+    return torch.where(better, damping * 0.3, damping * 10).clamp(LAMBDA_MIN, LAMBDA_MAX)
+
+
+@torch.no_grad()
+def solve(model: PoseModel, problem: FitProblem, settings: FitSettings, trace: list | None = None,
+          ) -> dict[str, Tensor]:
+    """Fit `problem` in fit_smplx.stages's two stages; -> the fitted unknowns (see FitProblem.start)."""
+    groups = chain_groups(model)
+    smooth = Smoothness(model, problem, settings)
+    state = {key: value.clone() for key, value in problem.start.items()}
+    n, device = problem.observed.shape[0], problem.observed.device
+    frame_damping = torch.full((n,), LAMBDA_START, device=device)
+    shape_damping = torch.full((state["betas"].shape[0],), LAMBDA_START, device=device)
+    for names, stage_weight, steps in stages(problem, settings):
+        active = torch.zeros(N_COLUMNS, dtype=torch.bool, device=device)
+        for name in names:
+            if name in COLUMNS:
+                active[COLUMNS[name]] = True
+        fingers = "hands" in names
+        posed = _pose(model, problem, state)
+        loss = per_frame_losses(model, problem, settings, state, posed, stage_weight)
+        for iteration in range(steps):
+            system = frame_system(groups, model, problem, settings, state, posed, stage_weight)
+            system.gradient = system.gradient + smooth.apply(state_columns(state))
+            scale = system.diagonal()
+            damping = frame_damping[:, None] * (scale + DAMPING_FLOOR * scale.mean(-1, True))
+            step = _conjugate_gradients(system, smooth, damping, active, fingers)
+            candidate = _moved(state, step)
+            candidate_posed = _pose(model, problem, candidate)
+            candidate_loss = per_frame_losses(model, problem, settings, candidate, candidate_posed, stage_weight)
+            better = torch.isfinite(candidate_loss) & (candidate_loss < loss)
+            frame_damping = _damp(frame_damping, better)
+            state = {key: value if key == "betas" else _pick(better, candidate[key], value)
+                     for key, value in state.items()}
+            posed = Posed(*(_pick(better, new, old) for new, old in zip(candidate_posed.as_tuple(),
+                                                                         posed.as_tuple(), strict=True)))
+            if "betas" in names and iteration % SHAPE_EVERY == 0:
+                state, posed, shape_better = _shape_step(model, problem, settings, state, posed, stage_weight,
+                                                         shape_damping)
+                shape_damping = _damp(shape_damping, shape_better)
+            # neighbours moved too: each frame's share is measured afresh
+            loss = per_frame_losses(model, problem, settings, state, posed, stage_weight)
+            if trace is not None:
+                trace.append(float(objective(model, problem, settings, state, stage_weight)))
+    return state
