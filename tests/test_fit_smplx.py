@@ -84,7 +84,7 @@ def test_scaling_the_unknowns_by_their_pixel_levers_fits_better_in_the_same_step
     fitted = {p: fit_clips([clip], FitSettings(solver="lbfgs", iterations=30, body_iterations=20, precondition=p,
                                                hand_prior=0.5), model=model)[0]
               for p in (0.0, 0.5)}
-    for part in ("body", "face", "lhand", "rhand"):  # measured 32/8.9/5.6/5.7 px against 36/45/6.7/6.5
+    for part in ("body", "face", "lhand", "rhand"):  # measured 32/9.7/5.7/5.8 px against 38/48/6.0/6.0
         assert fitted[0.5].reprojection_px[part] < fitted[0.0].reprojection_px[part], (part, fitted)
     levers = model.pixel_levers(700.0)
     shoulder, index1 = model.free.index("L_Shoulder"), model.free.index("L_Index1")
@@ -108,11 +108,12 @@ def test_round_trip_with_known_truth(model, small_sample):
               for k in ("body_feature_mpjpe", "body_pa", "hand_pa")}
     baseline = {k: np.mean([scores(_with_mean_pose(t, mean_pose), t, kin)[k] for t in truths])
                 for k in fitted}
-    assert fitted["body_feature_mpjpe"] <= 50.0
-    assert fitted["body_pa"] <= 30.0
-    assert fitted["hand_pa"] <= 7.0
+    # measured 32.6 / 12.2 / 5.3 mm and 3.4 px (L-BFGS, the first solver: 39.0 / 18.0 / 5.2 and 4.5)
+    assert fitted["body_feature_mpjpe"] <= 40.0
+    assert fitted["body_pa"] <= 20.0
+    assert fitted["hand_pa"] <= 6.5
     assert all(fitted[k] < baseline[k] for k in fitted), (fitted, baseline)
-    assert _visible_rms(fits, clips, model) <= 6.0
+    assert _visible_rms(fits, clips, model) <= 4.5
 
 
 def _release_from_split(root: Path, split: str, out: Path, model: PoseModel, rng) -> tuple[Path, Path]:
