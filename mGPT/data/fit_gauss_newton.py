@@ -114,7 +114,9 @@ def chain_groups(model: PoseModel) -> tuple[Group, Group]:
         points = torch.tensor([c[0] for c in chains])
         slots = torch.tensor([c[1] for c in chains])
         carried = torch.tensor([[[slot in point_carriers(p) for slot in c[1]] for p in c[0]] for c in chains])
-        columns = torch.tensor([sum((_slot_columns(k) for k in c[1]), []) + [33, 34, 35] for c in chains])
+        # the body slots' columns, the body position's, then the finger's: the arm block is one slice
+        columns = torch.tensor([sum((_slot_columns(k) for k in c[1] if k < BODY_SLOTS), []) + [33, 34, 35]
+                                + sum((_slot_columns(k) for k in c[1] if k >= BODY_SLOTS), []) for c in chains])
         front = [] if hands else [chains[0][0].index(mark) for mark in wrists]
         return Group(points, slots, carried, torch.tensor([c[2] for c in chains]), columns, hands, front)
 
@@ -205,7 +207,9 @@ def _group_system(group: Group, problem: FitProblem, settings: FitSettings, lin:
     turned = _cross(arms[:, :, :, :, None], axes[:, :, :, None])  # (N, G, M, K, 3 rows, 3)
     frames = lin.frames[:, group.slots]  # (N, G, K, 3, 3)
     rows = torch.einsum("ngmkri,ngkij->ngmrkj", turned, frames).reshape(n, g_count, m_count, 3, 3 * k_count)
-    rows = torch.cat([rows, axes * FLIP.to(axes)], dim=-1)  # body position: d point / d translation = flip
+    body_columns = 3 * int((group.slots[0] < BODY_SLOTS).sum())
+    # body position: d point / d translation = flip
+    rows = torch.cat([rows[..., :body_columns], axes * FLIP.to(axes), rows[..., body_columns:]], dim=-1)
 
     jacobians = [rows[:, :, :, :2].reshape(n, g_count, 2 * m_count, -1)]
     weights = [(lin.pixel_weight[:, marks] * group.pixel_weight)[..., None].expand(-1, -1, -1, 2).reshape(
@@ -236,10 +240,10 @@ def _group_system(group: Group, problem: FitProblem, settings: FitSettings, lin:
     return weighted.transpose(2, 3) @ jacobian, (weighted * residual[..., None]).sum(2)
 
 
-# Finger group columns: root (3), arm (12), the finger's joints (9), body position (3). Its arm part lands in
+# Finger group columns: root (3), arm (12), body position (3), the finger's joints (9). Its arm part lands in
 # the body block at CHAIN_COLUMNS; its own part is one 9-wide finger block.
-GROUP_ARM = list(range(15)) + [24, 25, 26]
-GROUP_FINGER = list(range(15, 24))
+GROUP_ARM = slice(0, 18)
+GROUP_FINGER = slice(18, 27)
 
 
 @dataclass
