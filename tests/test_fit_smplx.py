@@ -58,6 +58,27 @@ def test_pose_model_matches_the_skeleton_backend(model, small_sample):
     assert (direction > 0.5).all()
 
 
+def test_the_smplx_layer_calibrates_the_fitted_skeleton(tmp_path, model):
+    """With SMPL-X files the fit's joints come from SMPL-X's regressor and its tips from the tip vertices.
+    The synthetic SMPLX_NEUTRAL.npz shares the skeleton's joints and puts each tip 2 cm along +z."""
+    from mGPT.kinematics import build_kinematics
+    from tests.test_kinematics import TIP_OFFSET, write_fake_smplx
+
+    write_fake_smplx(tmp_path / "smplx", SkeletonKinematics())
+    layer_model = PoseModel(build_kinematics("smplx", str(tmp_path)))
+    assert (layer_model.backend, model.backend) == ("smplx", "skeleton")
+    tips = [j for j, name in enumerate(model.names) if name.endswith("Tip")]
+    joints = [j for j in range(len(model.names)) if j not in tips]
+    torch.testing.assert_close(layer_model.rest[joints], model.rest[joints], atol=1e-6, rtol=0)
+    torch.testing.assert_close(layer_model.dirs[joints], model.dirs[joints], atol=1e-6, rtol=0)
+    torch.testing.assert_close(layer_model.hand_mean, model.hand_mean)
+    lasts = [model.parents[j] for j in tips]
+    offsets = layer_model.rest[tips] - layer_model.rest[lasts]
+    torch.testing.assert_close(offsets, torch.as_tensor(TIP_OFFSET, dtype=torch.float32).expand(10, 3),
+                               atol=1e-6, rtol=0)
+    assert not torch.allclose(model.rest[tips] - model.rest[lasts], offsets, atol=1e-3)  # along the bone
+
+
 def test_joint_limits_hold_the_sample_and_catch_a_backward_elbow(model, small_sample):
     truth = np.concatenate(_sample_frames(small_sample, "train", 6, 400))
     _, body, hands, _ = from_smplx(torch.as_tensor(truth))
@@ -140,6 +161,7 @@ def test_a_fitted_set_trains_the_tokenizer_and_the_generator(tmp_path, model, sm
         release, labels = _release_from_split(small_sample, split, tmp_path, model, rng)
         run(["-m", "mGPT.data.keypoints", "--poses", str(release), "--labels", str(labels), "--split", split,
              "--out", str(chain.data), "--image-size", "1080", "1920", "--fps", "25", "--iterations", "4",
+             "--body-iterations", "10",
              "--device", "cpu"], timeout=900)
     fitted = read_clip(pose_dir_path(chain.data, "train", read_split_csv(
         split_csv_path(chain.data, "train")).SENTENCE_NAME[0]))

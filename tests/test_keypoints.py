@@ -198,3 +198,23 @@ def test_rerun_skips_finished_clips_and_resumes_after_a_kill(tmp_path):
     assert sorted(p.name for p in poses.iterdir()) == sorted(entries)  # no partial folders left
     assert all((poses / n / f"{n}_0_3D.pkl").stat().st_mtime_ns == t for n, t in before.items())
     assert len(read_split_csv(split_csv_path(out, "train"))) == 4
+
+
+def test_the_smplx_layer_is_fitted_where_its_files_exist(tmp_path, capsys):
+    from mGPT.kinematics import SkeletonKinematics
+    from tests.test_kinematics import write_fake_smplx
+
+    write_fake_smplx(tmp_path / "smpl_models" / "smplx", SkeletonKinematics())
+    release, labels = _release(tmp_path, {"00_0001": {"keypoints": _rest_clip(4, 0)}}, {"00_0001": "a"})
+    common = ["--poses", str(release), "--labels", str(labels), "--image-size", "1080", "1920",
+              "--iterations", "2", "--body-iterations", "2"]
+    for choice, folder, backend in (("auto", "smpl_models", "smplx"), ("auto", "missing", "skeleton"),
+                                    ("skeleton", "smpl_models", "skeleton")):
+        out = tmp_path / f"{choice}_{folder}"
+        assert kp.main([*common, "--out", str(out), "--kinematics", choice,
+                        "--smplx-dir", str(tmp_path / folder)]) == 0
+        assert f"skeleton: {backend};" in capsys.readouterr().out
+        assert read_clip(out / "train" / "poses" / "00_0001").shape == (4, 179)
+    assert kp.main([*common, "--out", str(tmp_path / "x"), "--kinematics", "smplx",
+                    "--smplx-dir", str(tmp_path / "missing")]) == 2
+    assert "SMPLX_NEUTRAL.npz" in capsys.readouterr().err

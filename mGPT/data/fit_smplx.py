@@ -47,7 +47,7 @@ from smplx.lbs import batch_rodrigues
 from torch import Tensor
 
 from mGPT.data.mediapipe import FITTED_INDEX, LANDMARKS, LEFT_HAND, RIGHT_HAND
-from mGPT.kinematics import SkeletonKinematics
+from mGPT.kinematics import Kinematics, SkeletonKinematics
 from mGPT.layout import FRAME_DIMS, SMPLX_SLICES
 
 UPPER_BODY = ("Neck", "L_Collar", "R_Collar", "Head", "L_Shoulder", "R_Shoulder", "L_Elbow", "R_Elbow",
@@ -136,36 +136,74 @@ def _ranges(name: str) -> np.ndarray:
     return ranges
 
 
+# SMPL-X joints 0..21 and 25..54 are the skeleton's joints (SMPL-X's jaw and eyes are not)
+SMPLX_TO_SKELETON = [*range(22), *range(25, 55)]
+
+
+def smplx_calibration(body_model: torch.nn.Module) -> tuple[Tensor, Tensor, Tensor, dict]:
+    """The skeleton's calibration read off an smplx SMPL-X layer: rest joints (52, 3) and their shape
+    directions (52, 3, 10) through the joint regressor, the mean hand (90,), and per (side, finger) the tip
+    vertex's rest place (3,) and shape directions (3, 10). All are linear in the betas, as SMPL-X is."""
+    from smplx.vertex_ids import vertex_ids
+
+    regressor = body_model.J_regressor.float()  # (55, V)
+    template, shapes = body_model.v_template.float(), body_model.shapedirs[:, :, :10].float()  # (V, 3), (V, 3, 10)
+    rest = (regressor @ template)[SMPLX_TO_SKELETON]
+    dirs = torch.einsum("jv,vkc->jkc", regressor, shapes)[SMPLX_TO_SKELETON]
+    hand_mean = torch.cat([body_model.left_hand_mean, body_model.right_hand_mean]).float()
+    tips = {}
+    for side in ("L", "R"):
+        for finger in FINGERS:
+            vertex = vertex_ids["smplx"][f"{side.lower()}{finger.lower()}"]
+            tips[side, finger] = (template[vertex], shapes[vertex])
+    return rest, dirs, hand_mean, tips
+
+
 class PoseModel(torch.nn.Module):
     """Forward kinematics of the fitted joints: (root, body, hands, betas) -> joints, frames and landmarks.
 
     Only the joints that matter are posed (legs dropped), plus one tip per finger; joints of equal depth
     in the tree are posed together, so a pass is ~12 batched steps, not one per joint.
+
+    `kinematics`: the smplx layer (mGPT.kinematics.SmplxKinematics, the user's licensed SMPL-X files) takes
+    the rest joints, their shape directions, the mean hand and the fingertips (SMPL-X's tip vertices) from
+    the SMPL-X model itself; None or the skeleton backend uses mannequin-x's calibration, with each tip
+    `TIP_RATIO` times the last finger bone beyond the last joint.
     """
 
-    def __init__(self):
+    def __init__(self, kinematics: Kinematics | None = None):
         super().__init__()
         skeleton = SkeletonKinematics()
         names, parents = skeleton.joint_names, skeleton.parents
+        joint_rest, joint_dirs, hand_mean = skeleton.joint_rest, skeleton.joint_dirs, skeleton.hand_mean
+        vertex_tips = None
+        self.backend = "skeleton"
+        if kinematics is not None and kinematics.backend == "smplx":
+            joint_rest, joint_dirs, hand_mean, vertex_tips = smplx_calibration(kinematics.body_model)
+            self.backend = "smplx"
         kept = [j for j, name in enumerate(names) if name not in LEGS]
         self.names = [names[j] for j in kept]
         index = {old: new for new, old in enumerate(kept)}
         self.parents = [-1 if parents[j] < 0 else index[parents[j]] for j in kept]
-        rest = skeleton.joint_rest[kept]  # (J, 3)
-        dirs = skeleton.joint_dirs[kept]  # (J, 3, 10)
-        # tips: one joint beyond each finger's last joint, along the last bone
+        rest = joint_rest[kept]  # (J, 3)
+        dirs = joint_dirs[kept]  # (J, 3, 10)
+        # tips: one joint beyond each finger's last joint
         tip_rest, tip_dirs = [], []
         for side in ("L", "R"):
             for finger in FINGERS:
                 last, before = self.names.index(f"{side}_{finger}3"), self.names.index(f"{side}_{finger}2")
-                ratio = TIP_RATIO[finger]
-                tip_rest.append(rest[last] + ratio * (rest[last] - rest[before]))
-                tip_dirs.append(dirs[last] + ratio * (dirs[last] - dirs[before]))
+                if vertex_tips is not None:
+                    tip_rest.append(vertex_tips[side, finger][0])
+                    tip_dirs.append(vertex_tips[side, finger][1])
+                else:  # along the last bone
+                    ratio = TIP_RATIO[finger]
+                    tip_rest.append(rest[last] + ratio * (rest[last] - rest[before]))
+                    tip_dirs.append(dirs[last] + ratio * (dirs[last] - dirs[before]))
                 self.names.append(f"{side}_{finger}Tip")
                 self.parents.append(last)
         self.register_buffer("rest", torch.cat([rest, torch.stack(tip_rest)]), persistent=False)  # (J, 3)
         self.register_buffer("dirs", torch.cat([dirs, torch.stack(tip_dirs)]), persistent=False)  # (J, 3, 10)
-        self.register_buffer("hand_mean", skeleton.hand_mean.reshape(30, 3).clone(), persistent=False)
+        self.register_buffer("hand_mean", hand_mean.reshape(30, 3).clone(), persistent=False)
 
         # free joints: root, the ten upper-body joints, 30 finger joints
         hand_joints = [f"{side}_{finger}{k}" for side in ("L", "R") for finger in FINGERS for k in (1, 2, 3)]

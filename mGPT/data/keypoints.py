@@ -34,8 +34,9 @@ from tqdm import tqdm
 from mGPT.data.fit_smplx import ClipKeypoints, FitSettings, PoseModel, fit_clips, group_by_signer
 from mGPT.data.isharah import CSV_COLUMNS, frame_files, load_untrusted_pickle, pose_dir_path, split_csv_path
 from mGPT.data.mediapipe import LEFT_HAND, LIP_FACEMESH, LIPS, N_POINTS, POSE, POSE_POINTS, RIGHT_HAND
-from mGPT.errors import DataError, run_cli
+from mGPT.errors import ConfigError, DataError, run_cli
 from mGPT.files import AtomicFile
+from mGPT.kinematics import Kinematics, build_kinematics, smplx_model_file
 from mGPT.layout import SMPLX_KEYS, SMPLX_SLICES
 
 SHOWN_SKIPS = 20  # skipped clips listed by name; the rest are counted
@@ -288,8 +289,9 @@ def _write_csv(data_root: Path, split: str, clips: list[RawClip]) -> Path:
 def import_keypoints(poses: str | Path, out: str | Path, split: str | None = None, labels: str | Path | None = None,
                      fps: float | None = None, image_size: tuple[int, int] | None = None, device: str = "cpu",
                      strict: bool = False, batch_frames: int = 4096, settings: FitSettings | None = None,
-                     limit: int | None = None) -> dict:
-    """Fit and write one split; returns {"written", "skipped" (messages), "already", "split_dir", "csv"}."""
+                     limit: int | None = None, kinematics: Kinematics | None = None) -> dict:
+    """Fit and write one split; returns {"written", "skipped" (messages), "already", "split_dir", "csv"}.
+    `kinematics`: the smplx layer fits with SMPL-X's own skeleton (fit_smplx.PoseModel); None: mannequin-x's."""
     poses, out = Path(poses), Path(out)
     report = Report(strict)
     if not poses.exists():
@@ -314,7 +316,7 @@ def import_keypoints(poses: str | Path, out: str | Path, split: str | None = Non
     sizes = [image_size or c.image_size or guessed for c in todo]
     keypoints = [ClipKeypoints(c.clip_id, c.points, in_image(c.points, c.visible, size), size,
                                c.clip_id.split("_")[0], c.depth) for c, size in zip(todo, sizes, strict=True)]
-    model = PoseModel()
+    model = PoseModel(kinematics)
     with tqdm(total=sum(len(c.points) for c in keypoints), desc=f"fitting {split}", unit="frame") as bar:
         for batch in group_by_signer(keypoints, batch_frames):
             for fit in fit_clips(batch, settings, device=device, model=model):
@@ -322,7 +324,19 @@ def import_keypoints(poses: str | Path, out: str | Path, split: str | None = Non
             bar.update(sum(len(c.points) for c in batch))
     csv_path = _write_csv(out, split, clips)
     return {"written": len(todo), "already": len(clips) - len(todo), "skipped": report.skipped,
-            "split_dir": split_dir, "csv": csv_path, "image_size": guessed if image_size is None else image_size}
+            "backend": model.backend, "split_dir": split_dir, "csv": csv_path,
+            "image_size": guessed if image_size is None else image_size}
+
+
+DEFAULT_SMPLX_DIR = "deps/smpl_models"  # configs' KINEMATICS.SMPLX_DIR, where notebook 1 puts the files
+
+
+def _has_smplx(folder: str) -> bool:
+    try:
+        smplx_model_file(folder)
+    except ConfigError:
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,25 +354,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="CPU threads for the fit (default: torch's)")
     parser.add_argument("--batch-frames", type=int, default=4096, help="frames fitted together")
     parser.add_argument("--iterations", type=int, default=FitSettings.iterations,
-                        help="Gauss-Newton iterations per batch, after four times as many L-BFGS steps that "
-                             "place the body (fewer: faster, rougher)")
+                        help="Gauss-Newton iterations per batch (fewer: faster, rougher)")
+    parser.add_argument("--body-iterations", type=int, default=FitSettings.body_iterations,
+                        help="L-BFGS steps that first place the body, on every 4th frame")
     parser.add_argument("--strict", action="store_true", help="stop at the first bad clip instead of skipping it")
+    parser.add_argument("--kinematics", choices=("auto", "skeleton", "smplx"), default="auto",
+                        help="the skeleton fitted: smplx = SMPL-X's own, from the licensed model files in "
+                             "--smplx-dir; skeleton = mannequin-x's; auto (default): smplx where the files exist")
+    parser.add_argument("--smplx-dir", default=DEFAULT_SMPLX_DIR,
+                        help=f"folder holding smplx/SMPLX_NEUTRAL.npz (default {DEFAULT_SMPLX_DIR})")
     args = parser.parse_args(argv)
 
     def run() -> None:
         if args.workers:
             torch.set_num_threads(args.workers)
+        kinematics = None
+        if args.kinematics == "smplx" or (args.kinematics == "auto" and _has_smplx(args.smplx_dir)):
+            kinematics = build_kinematics("smplx", args.smplx_dir)
         result = import_keypoints(args.poses, args.out, args.split, args.labels, args.fps,
                                   tuple(args.image_size) if args.image_size else None, args.device, args.strict,
                                   args.batch_frames, FitSettings(iterations=args.iterations,
-                                                                         body_iterations=4 * args.iterations))
+                                                                         body_iterations=args.body_iterations),
+                                  kinematics=kinematics)
         for message in result["skipped"][:SHOWN_SKIPS]:
             print(f"skipped: {message}", file=sys.stderr)
         if len(result["skipped"]) > SHOWN_SKIPS:
             print(f"skipped: ... and {len(result['skipped']) - SHOWN_SKIPS} more (a release covering several "
                   "splits lists the other splits' clips here)", file=sys.stderr)
         print(f"{result['split_dir']}: fitted {result['written']} clips, {result['already']} already done, "
-              f"{len(result['skipped'])} skipped; CSV {result['csv']}")
+              f"{len(result['skipped'])} skipped; skeleton: {result['backend']}; CSV {result['csv']}")
         if args.image_size is None and args.poses.endswith(".pkl"):
             print(f"image size assumed {result['image_size'][0]}x{result['image_size'][1]} (pass --image-size "
                   "if your videos differ)")
