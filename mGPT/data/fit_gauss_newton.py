@@ -111,14 +111,14 @@ def chain_groups(model: PoseModel) -> tuple[Group, Group]:
         return carriers(model.joint_index["Spine3"]) if point < 0 else carriers(model.mark_frame[point])
 
     def build(chains: list[tuple[list[int], list[int], list[float]]], hands: bool) -> Group:
-        points = torch.tensor([c[0] for c in chains])
-        slots = torch.tensor([c[1] for c in chains])
-        carried = torch.tensor([[[slot in point_carriers(p) for slot in c[1]] for p in c[0]] for c in chains])
+        on_device = lambda values: torch.tensor(values, device=model.rest.device)  # noqa: E731
+        carried = [[[slot in point_carriers(p) for slot in c[1]] for p in c[0]] for c in chains]
         # the body slots' columns, the body position's, then the finger's: the arm block is one slice
-        columns = torch.tensor([sum((_slot_columns(k) for k in c[1] if k < BODY_SLOTS), []) + [33, 34, 35]
-                                + sum((_slot_columns(k) for k in c[1] if k >= BODY_SLOTS), []) for c in chains])
+        columns = [sum((_slot_columns(k) for k in c[1] if k < BODY_SLOTS), []) + [33, 34, 35]
+                   + sum((_slot_columns(k) for k in c[1] if k >= BODY_SLOTS), []) for c in chains]
         front = [] if hands else [chains[0][0].index(mark) for mark in wrists]
-        return Group(points, slots, carried, torch.tensor([c[2] for c in chains]), columns, hands, front)
+        return Group(on_device([c[0] for c in chains]), on_device([c[1] for c in chains]), on_device(carried),
+                     on_device([c[2] for c in chains]), on_device(columns), hands, front)
 
     mark_of = {(mark.part, mark.joint): i for i, mark in enumerate(LANDMARKS)}
     body_marks = [i for i, mark in enumerate(LANDMARKS) if mark.part in ("body", "face")]
