@@ -12,7 +12,8 @@ steps often found a wrong one of several 2D-equivalent poses); `solve` then fits
 2. Sum each frame's normal equations (126 unknowns: root, ten body joints, body position, 30 finger joints)
    by chains: the body points touch only the 36 body unknowns, and a finger's points only the 18 of its arm
    and position and its own 9, so the sums are small dense products, and the system keeps an arrow shape
-   (fingers never couple to each other) that is solved by the body's Schur complement.
+   (fingers never couple to each other) that is solved by the body's Schur complement. A joint limit's
+   curvature is counted from LIMIT_NEAR inside it, so that steps do not cross limits the model cannot see.
 3. Temporal smoothness couples the frames of a clip; it is linear in the unknowns, so the coupled system is
    solved by a few conjugate-gradient steps, preconditioned by each frame's own system.
    Marquardt's damping is per frame, and each frame keeps its step where its share of the objective (its own

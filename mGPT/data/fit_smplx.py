@@ -577,7 +577,7 @@ def fit_clips(clips: list[ClipKeypoints], settings: FitSettings | None = None, d
               model: PoseModel | None = None, trace: list | None = None) -> list[ClipFit]:
     """Fit all clips together (one optimisation, shapes shared per signer) -> one ClipFit per clip.
 
-    `trace`, when given, receives the objective per evaluation, to watch convergence.
+    `trace`, when given, receives the objective per L-BFGS evaluation and per Gauss-Newton iteration.
     """
     settings = settings or FitSettings()
     device = torch.device(device)
