@@ -1,6 +1,6 @@
 """The SMPL-X fitter measured: a round trip with known truth, real MediaPipe recordings, and throughput.
 
-    python bench/bench_fit.py roundtrip [--clips 4] [--frames 60]   # phone camera, both solvers side by side
+    python bench/bench_fit.py roundtrip [--clips 4] [--frames 60] [--noise-px 0 --exact-landmarks]   # both solvers
     python bench/bench_fit.py real [--files 600] [--solver lbfgs] [--figure docs/fit_real.png]   # spoken-to-signed
     python bench/bench_fit.py speed [--frames 2048]   # both solvers, 1 and 2 threads
 
@@ -121,15 +121,17 @@ def roundtrip(args: argparse.Namespace) -> None:
     train = np.concatenate([read_clip(pose_dir_path(root, "train", n)) for n in
                             read_split_csv(split_csv_path(root, "train")).SENTENCE_NAME])
     mean_pose = train.mean(axis=0)  # (179,) the sample's mean pose, the do-nothing baseline
-    noise_floor = NOISE_PX * np.sqrt(2)  # RMS length of the 2D noise itself, what a perfect fit still shows
-    print(f"round trip: {args.clips} clips x {args.frames} frames per set, phone 1080x1920, {NOISE_PX} px noise "
-          f"(reprojection floor {noise_floor:.2f} px)")
+    noise_floor = args.noise_px * np.sqrt(2)  # RMS length of the 2D noise itself, what a perfect fit still shows
+    print(f"round trip: {args.clips} clips x {args.frames} frames per set, phone 1080x1920, {args.noise_px} px noise "
+          f"(reprojection floor {noise_floor:.2f} px){', exact landmark model' if args.exact_landmarks else ''}")
     keys = ("body_mpjpe", "body_feature_mpjpe", "body_pa", "hand_pa")
     print("| set | solver | body MPJPE mm, world (mean pose) | body MPJPE mm, feature (mean pose) | "
           "body PA mm (mean pose) | hand PA mm (mean pose) | reproj px | s |")
     print("|---|---|---|---|---|---|---|---|")
     for set_name, truths in sets.items():
-        clips = [phone_keypoints(f"s{i}_{set_name[:3]}{i}", t, rng, noise_px=NOISE_PX, model=model)
+        clips = [phone_keypoints(f"s{i}_{set_name[:3]}{i}", t, rng, noise_px=args.noise_px, model=model,
+                                 offset_jitter=0.0 if args.exact_landmarks else 0.003,
+                                 tip_stretch=0.0 if args.exact_landmarks else 0.05)
                  for i, t in enumerate(truths)]
         base = [scores(_with_mean_pose(t, mean_pose), t, kin) for t in truths]
         for solver in args.solvers:
@@ -357,6 +359,10 @@ def main() -> None:
     parser.add_argument("--solvers", nargs="+", choices=sorted(SOLVERS), default=["gauss-newton", "lbfgs"],
                         help="solvers compared side by side (roundtrip, speed)")
     parser.add_argument("--solver", choices=sorted(SOLVERS), default="gauss-newton", help="solver (real)")
+    parser.add_argument("--noise-px", type=float, default=NOISE_PX, help="round trip: pixel noise per axis")
+    parser.add_argument("--exact-landmarks", action="store_true",
+                        help="round trip: landmarks exactly where the fit's model puts them (no 3 mm offsets, "
+                             "no 5%% fingertip stretch)")
     parser.add_argument("--work", default="/tmp/sasoke_bench_fit")
     args = parser.parse_args()
     torch.set_num_threads(1)
