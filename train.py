@@ -50,8 +50,9 @@ def build_module(cfg: DictConfig, clip_source: ClipSourceFactory = from_cache
         from mGPT.models.slt_module import MotionTextDataModule, TranslatorModule
 
         stats = load_stats(cache_dir(cfg))
-        train_texts = load_cache(cache_dir(cfg), "train").texts
-        module = TranslatorModule.from_config(cfg, train_texts, stats["mean133"], stats["std133"])
+        train = load_cache(cache_dir(cfg), "train")
+        module = TranslatorModule.from_config(cfg, train.texts, stats["mean133"], stats["std133"],
+                                              train_frames=[int(n) for n in train.lengths])
         return module, MotionTextDataModule(cfg, stats["mean133"], stats["std133"])
 
     from mGPT.models.lm_module import GeneratorModule

@@ -83,6 +83,43 @@ def test_a_shuffled_pairing_of_motion_and_text_scores_far_lower(overfit) -> None
     assert wrong["BLEU4"] < 10
 
 
+def test_a_clip_is_read_as_no_more_words_than_its_length_allows(overfit) -> None:
+    import copy
+
+    model, motion, lengths = overfit
+    assert model.frames_per_word == 0  # the default: only max_words bounds a translation
+    assert model.word_budget(torch.tensor([40, 1000])).tolist() == [8, 8]
+    bounded = copy.deepcopy(model)
+    bounded.frames_per_word = 20.0
+    assert bounded.word_budget(torch.tensor([1, 40, 41, 100, 1000])).tolist() == [1, 2, 3, 5, 8]
+    bounded.frames_per_word = 30.0  # clips of 40-60 frames: 2 words each, the sentences have 2-4
+    budget = bounded.word_budget(lengths)
+    hypotheses = bounded.translate(motion, lengths)
+    full = model.translate(motion, lengths)
+    for hypothesis, whole, words in zip(hypotheses, full, budget.tolist(), strict=True):
+        assert hypothesis.split() == whole.split()[:words]  # the greedy reading, cut where the budget ends
+    assert hypotheses != full  # some sentence was longer than its budget
+
+
+def test_the_word_budget_is_the_fastest_training_signing() -> None:
+    from mGPT.models.slt_module import TranslatorModule, fastest_frames_per_word
+
+    cfg = load_config(REPO / "configs" / "demo" / "slt.yaml", ["SLT.SPEED_JITTER=0.2"])
+    # 120 frames / 3 words = 40; 30 frames is resampled up to 40 (the length rules) / 2 words = 20; 90 / 2 = 45
+    texts = ["هو يأكل خبزاً", "هو يأكل", "هي تقرأ"]
+    assert fastest_frames_per_word(texts, [120, 30, 90], cfg) == pytest.approx(20 * 0.8)
+    assert fastest_frames_per_word(texts, [120, 90, 30], cfg) == pytest.approx(20 * 0.8)
+    assert fastest_frames_per_word(texts, [120, 90, 300], cfg) == pytest.approx(40 * 0.8)
+    module = TranslatorModule.from_config(cfg, SENTENCES, torch.zeros(133), torch.ones(133), FRAMES)
+    assert module.model.frames_per_word == pytest.approx(44 / 4 * 0.8)  # "هي تقرأ كتاباً جديداً", 44 frames
+    off = load_config(REPO / "configs" / "demo" / "slt.yaml", ["SLT.WORDS_BY_LENGTH=false"])
+    assert TranslatorModule.from_config(off, SENTENCES, torch.zeros(133), torch.ones(133), FRAMES
+                                        ).model.frames_per_word == 0
+    old = dict(module.model.metadata())  # a checkpoint from before the budget: no bound, as it was trained
+    old["sizes"] = {k: v for k, v in old["sizes"].items() if k != "frames_per_word"}
+    assert SignToText.from_metadata(old).frames_per_word == 0
+
+
 def test_corpus_scores_equal_sacrebleu_called_directly_on_the_same_strings() -> None:
     hypotheses = ["انا اذهب الي المدرسه", "هو ياكل", "نحن نشرب الماء غدا", ""]
     references = ["انا اذهب الي البيت", "هو ياكل خبزا", "نحن نشرب الماء اليوم", "هي تقرا"]
@@ -194,6 +231,40 @@ def test_training_clips_are_augmented_in_speed_and_noise(small_sample) -> None:
     assert same_speed["text"] == plain["text"] and float(noise.std()) == pytest.approx(0.05, rel=0.1)
     with pytest.raises(ValueError, match="whole clips"):
         AugmentedMotionText(MotionDataset(clips.split, stats["mean133"], stats["std133"], window=16))
+
+
+def test_time_warp_retimes_a_clip_within_its_recorded_frames(small_sample) -> None:
+    from mGPT.data.datasets import MotionDataset
+    from mGPT.data.features import resample_length
+    from mGPT.data.motion_text import AugmentedMotionText, warp_positions
+    from mGPT.data.prepare import load_cache, load_stats
+
+    torch.manual_seed(0)
+    positions = [warp_positions(120, 90, 0.4) for _ in range(20)]
+    for p in positions:  # increasing from the first frame to the last: re-timed, never reversed or cut
+        assert p.shape == (90,) and p[0] == 0 and p[-1] == pytest.approx(119) and (np.diff(p) > 0).all()
+    steps = np.stack([np.diff(p) for p in positions])  # local reading speed, frames per output frame
+    uniform = 119 / 89
+    assert steps.max() > 1.2 * uniform and steps.min() < uniform / 1.2  # the speed varies along the clip...
+    assert steps.max() < np.exp(0.4) ** 2 * uniform  # ...within the bound exp(+-warp) sets, relative to the mean
+    np.testing.assert_allclose(warp_positions(120, 90, 0.0), np.linspace(0, 119, 90))  # warp 0: uniform
+
+    stats = load_stats(small_sample / "_cache")
+    clips = MotionDataset(load_cache(small_sample / "_cache", "train"), stats["mean133"], stats["std133"])
+    plain = clips[0]["motion"]  # (T, 133)
+    warped = AugmentedMotionText(clips, speed_jitter=0.0, noise=0.0, time_warp=0.4)[0]
+    assert warped["motion"].shape == plain.shape and warped["length"] == len(plain)
+    assert not torch.allclose(warped["motion"], plain, atol=1e-3)  # it moved the signing in time
+    torch.testing.assert_close(warped["motion"][[0, -1]], plain[[0, -1]])
+    low, high = plain.min(0).values, plain.max(0).values  # interpolation between recorded frames: no new poses
+    assert ((warped["motion"] >= low - 1e-5) & (warped["motion"] <= high + 1e-5)).all()
+    unwarped = AugmentedMotionText(clips, speed_jitter=0.0, noise=0.0, time_warp=0.0)[0]
+    torch.testing.assert_close(unwarped["motion"], plain)
+    torch.manual_seed(1)
+    sped = AugmentedMotionText(clips, speed_jitter=0.2, noise=0.0, time_warp=0.0)[0]["motion"]
+    torch.testing.assert_close(sped, resample_length(plain, len(sped)))  # speed alone is the uniform resample
+    with pytest.raises(ValueError, match="time_warp"):
+        AugmentedMotionText(clips, time_warp=-0.1)
 
 
 def test_best_checkpoint_keeps_the_highest_score_and_the_lowest_loss() -> None:

@@ -56,7 +56,7 @@ class SignToText(nn.Module):
 
     def __init__(self, vocabulary: list[str], mean133: Any, std133: Any, d_model: int = 256, heads: int = 4,
                  encoder_layers: int = 3, decoder_layers: int = 2, ff_dim: int = 1024, dropout: float = 0.1,
-                 max_words: int = 32, min_frames: int = 40, max_frames: int = 400):
+                 max_words: int = 32, min_frames: int = 40, max_frames: int = 400, frames_per_word: float = 0.0):
         super().__init__()
         if list(vocabulary[: len(SPECIALS)]) != list(SPECIALS):
             raise ValueError(f"vocabulary must start with {SPECIALS}, got {vocabulary[:4]}")
@@ -64,9 +64,13 @@ class SignToText(nn.Module):
         self.word_ids = {word: i for i, word in enumerate(self.vocabulary)}
         self.sizes = {"d_model": d_model, "heads": heads, "encoder_layers": encoder_layers,
                         "decoder_layers": decoder_layers, "ff_dim": ff_dim, "dropout": dropout,
-                        "max_words": max_words, "min_frames": min_frames, "max_frames": max_frames}
+                        "max_words": max_words, "min_frames": min_frames, "max_frames": max_frames,
+                        "frames_per_word": frames_per_word}
         # min_frames and max_frames are the length rules of the clips it learnt from: readers apply them too
+        if not frames_per_word >= 0:
+            raise ValueError(f"frames_per_word must be >= 0 (0 = no bound), got {frames_per_word}")
         self.max_words = max_words
+        self.frames_per_word = float(frames_per_word)
         mean = torch.as_tensor(np.asarray(mean133, dtype=np.float32)).reshape(-1)
         std = torch.as_tensor(np.asarray(std133, dtype=np.float32)).reshape(-1)
         if mean.numel() != FEATURE_DIMS or std.numel() != FEATURE_DIMS:
@@ -159,16 +163,32 @@ class SignToText(nn.Module):
         return nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=0,
                                            label_smoothing=label_smoothing)
 
+    def word_budget(self, lengths: torch.Tensor) -> torch.Tensor:
+        """The most words (B,) a clip of `lengths` frames (B,) may be read as: max_words, and with frames_per_word
+        f > 0 also ceil(frames / f), at least 1. f is the fewest frames per word of any training clip at the
+        fastest training speed (TranslatorModule.from_config): a clip cannot say words faster than any signer
+        the evaluator learnt from, so a decoder that runs on, writing one word again and again, is stopped there.
+        """
+        budget = torch.full_like(lengths, self.max_words)
+        if self.frames_per_word > 0:
+            by_length = torch.ceil(lengths.double() / self.frames_per_word).long().clamp(min=1)
+            budget = torch.minimum(budget, by_length)
+        return budget
+
     @torch.no_grad()
     def translate(self, motion: torch.Tensor, lengths: torch.Tensor) -> list[str]:
-        """Greedy decoding of (B, T, 133) normalised motion; each sample stops at its own </s>."""
+        """Greedy decoding of (B, T, 133) normalised motion; each sample stops at its own </s>, or after
+        word_budget(lengths) words."""
         memory, padding = self.encode_motion(motion, lengths)
         batch = motion.shape[0]
         inputs = torch.full((batch, 1), self.word_ids[BOS], dtype=torch.long, device=motion.device)
         done = torch.zeros(batch, dtype=torch.bool, device=motion.device)
-        for _ in range(self.max_words + 1):
+        budget = self.word_budget(lengths.to(motion.device))  # (B,)
+        for written in range(self.max_words + 1):
             logits = self.decode_logits(memory, padding, inputs)[:, -1]  # (B, V)
             logits[:, [self.word_ids[PAD], self.word_ids[BOS], self.word_ids[UNK]]] = -torch.inf
+            logits[written >= budget] = -torch.inf  # these have said all they may: only </s> is left
+            logits[written >= budget, self.word_ids[EOS]] = 0.0
             step = logits.argmax(-1).masked_fill(done, self.word_ids[EOS])  # (B,)
             inputs = torch.cat([inputs, step[:, None]], dim=1)
             done |= step == self.word_ids[EOS]

@@ -6,6 +6,8 @@ val/BLEU4 (TRAIN.MONITOR), TensorBoard gets the losses, the scores and a few val
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -15,7 +17,9 @@ from torch.utils.tensorboard import SummaryWriter
 
 from mGPT.archs.slt import SignToText, build_vocabulary
 from mGPT.config import exp_dir
+from mGPT.data.arabic import tokenize_words
 from mGPT.data.datasets import MotionDataset, collate_motion
+from mGPT.data.features import apply_length_rules
 from mGPT.data.motion_text import AugmentedMotionText
 from mGPT.errors import CheckpointError
 from mGPT.metrics.text_scores import corpus_scores
@@ -23,6 +27,19 @@ from mGPT.models.datamodule import load_split
 from mGPT.models.schedule import adamw_cosine
 
 VAL_TEXTS_LOGGED = 4
+
+
+def fastest_frames_per_word(texts: Sequence[str], frames: Sequence[int], cfg: DictConfig) -> float:
+    """The fewest frames per word of any training clip, as the evaluator sees it (the length rules) at the fastest
+    speed augmentation gives it (x (1 - SLT.SPEED_JITTER)): SignToText's frames_per_word. 0 if no text has a word."""
+    data = cfg.DATASET
+    rates = []
+    for text, length in zip(texts, frames, strict=True):
+        words = len(tokenize_words(text))
+        if words:
+            ruled = len(apply_length_rules(np.empty((int(length), 1)), data.MIN_FRAMES, data.MAX_FRAMES))
+            rates.append(ruled / words)
+    return min(rates) * (1 - cfg.SLT.SPEED_JITTER) if rates else 0.0
 
 
 def evaluator_sizes(cfg: DictConfig) -> dict:
@@ -42,9 +59,14 @@ class TranslatorModule(pl.LightningModule):
 
     @classmethod
     def from_config(cls, cfg: DictConfig, train_texts: list[str], mean133: np.ndarray,
-                    std133: np.ndarray) -> TranslatorModule:
-        """A fresh evaluator whose vocabulary is the words of the train sentences."""
-        model = SignToText(build_vocabulary(train_texts), mean133, std133, **evaluator_sizes(cfg))
+                    std133: np.ndarray, train_frames: Sequence[int] | None = None) -> TranslatorModule:
+        """A fresh evaluator whose vocabulary is the words of the train sentences. With `train_frames` (the
+        clips' lengths) and SLT.WORDS_BY_LENGTH, its translations get at most as many words as the fastest
+        training signing fits into the clip (SignToText.word_budget)."""
+        sizes = evaluator_sizes(cfg)
+        if cfg.SLT.WORDS_BY_LENGTH and train_frames is not None:
+            sizes["frames_per_word"] = fastest_frames_per_word(train_texts, train_frames, cfg)
+        model = SignToText(build_vocabulary(train_texts), mean133, std133, **sizes)
         return cls(cfg, model)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -103,7 +125,8 @@ class MotionTextDataModule(pl.LightningDataModule):
                               max_frames=data.MAX_FRAMES)
         if split != "train":
             return whole
-        return AugmentedMotionText(whole, speed_jitter=self.cfg.SLT.SPEED_JITTER, noise=self.cfg.SLT.NOISE)
+        slt = self.cfg.SLT
+        return AugmentedMotionText(whole, speed_jitter=slt.SPEED_JITTER, noise=slt.NOISE, time_warp=slt.TIME_WARP)
 
     def _loader(self, split: str, train: bool, batch_size: int) -> DataLoader:
         workers = self.cfg.TRAIN.NUM_WORKERS
