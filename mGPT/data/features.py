@@ -167,8 +167,14 @@ def resample_length(frames: Array, n: int) -> Array:
     length = frames.shape[-2]
     if length == 0 or n <= 0:
         raise ValueError(f"cannot resample {length} frames to {n}")
-    positions = np.linspace(0.0, length - 1, n)
-    lower = np.floor(positions).astype(np.int64)
+    return read_at(frames, np.linspace(0.0, length - 1, n))
+
+
+def read_at(frames: Array, positions: np.ndarray) -> Array:
+    """(..., T, D) frames read at fractional frame positions (n,) in [0, T - 1] by linear interpolation
+    -> (..., n, D)."""
+    length = frames.shape[-2]
+    lower = np.floor(positions).astype(np.int64).clip(0, length - 1)
     upper = np.minimum(lower + 1, length - 1)
     weight = (positions - lower)[:, None]  # (n, 1)
     if isinstance(frames, torch.Tensor):

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mGPT.data.datasets import MotionDataset
+from mGPT.data.features import read_at
 
 WARP_SEGMENTS = 4  # pieces of a clip that each get their own reading speed
 
@@ -36,14 +37,6 @@ def warp_positions(frames: int, n: int, warp: float, segments: int = WARP_SEGMEN
     knots = np.concatenate([[0.0], np.cumsum(speeds)]) / speeds.sum()  # (segments + 1,) from 0 to 1
     progress = np.interp(np.linspace(0.0, segments, n), np.arange(segments + 1), knots)  # (n,) from 0 to 1
     return progress * (frames - 1)
-
-
-def read_at(motion: torch.Tensor, positions: np.ndarray) -> torch.Tensor:
-    """(T, D) motion read at fractional frame positions (n,) by linear interpolation -> (n, D)."""
-    lower = np.floor(positions).astype(np.int64).clip(0, len(motion) - 1)
-    upper = np.minimum(lower + 1, len(motion) - 1)
-    weight = torch.as_tensor(positions - lower, dtype=motion.dtype)[:, None]  # (n, 1)
-    return motion[lower] * (1 - weight) + motion[upper] * weight
 
 
 class AugmentedMotionText(Dataset):
