@@ -89,7 +89,7 @@ class Group:
     slots: Tensor  # (G, K) free joints
     carried: Tensor  # (G, M, K) bool: the joint moves the point
     pixel_weight: Tensor  # (G, M) 0 where the point is counted in another group (or is not a landmark)
-    columns: Tensor  # (G, 3K + 3) solver columns: the joints' and the body position's
+    columns: Tensor  # (G, 3K + 3) solver columns: the body joints', the body position's, the fingers'
     hands: bool  # the finger groups: each chain's first point is its hand's wrist, and hands have depth
     front: list[int]  # the body group: where the two wrist landmarks are among the points (the chest last)
 
@@ -165,6 +165,22 @@ def _camera(problem: FitProblem, marks: Tensor, translation: Tensor) -> tuple[Te
     return pixels, depth, d_pixels
 
 
+def _pixel_weights(problem: FitProblem, settings: FitSettings, pixels: Tensor, stage_weight: Tensor) -> Tensor:
+    """(N, L) each landmark's weight in the reweighted least squares: its stage weight times the pseudo-Huber's
+    d rho / d squared at its current residual, over the data term's normaliser."""
+    squared = (pixels - problem.observed).pow(2).sum(-1)  # (N, L)
+    return stage_weight * 0.5 / torch.sqrt(1 + squared / settings.huber_px ** 2) / stage_weight.sum().clamp(min=1)
+
+
+def _relative_depth(focal: Tensor, depth: Tensor, wrist_depth: Tensor, depth_rows: Tensor, wrist_rows: Tensor,
+                    depth_in: Tensor, wrist_in: Tensor) -> tuple[Tensor, Tensor]:
+    """The hand-depth term's residual (...) and rows (..., C): the fit's depth relative to the wrist, seen in
+    pixels at the wrist's depth ((z - z_w) f / z_w), against the input's; `focal` broadcasts like `depth`,
+    `*_rows` are d z / d unknowns."""
+    rows = (focal / wrist_depth)[..., None] * depth_rows - (focal * depth / wrist_depth.pow(2))[..., None] * wrist_rows
+    return (depth - wrist_depth) * focal / wrist_depth - (depth_in - wrist_in), rows
+
+
 @dataclass
 class Linearised:
     """What every group's rows share at one state: the camera, the robust weights, the joints' frames."""
@@ -186,10 +202,8 @@ def linearise(model: PoseModel, problem: FitProblem, settings: FitSettings, stat
     depth_axis = torch.zeros(3, dtype=pixels.dtype, device=pixels.device)
     depth_axis[2] = flip[2]
     row_axes = torch.cat([d_pixels * flip, depth_axis.expand(pixels.shape[:2] + (1, 3))], dim=2)
-    squared = (pixels - problem.observed).pow(2).sum(-1)  # (N, L)
-    irls = 0.5 / torch.sqrt(1 + squared / settings.huber_px ** 2)  # the pseudo-Huber's d rho / d squared
     angles = torch.cat([state["root"][:, None], state["body"], state["hands"] + model.hand_mean], dim=1)
-    return Linearised(pixels, depth, row_axes, stage_weight * irls / stage_weight.sum().clamp(min=1),
+    return Linearised(pixels, depth, row_axes, _pixel_weights(problem, settings, pixels, stage_weight),
                       posed.rotations[:, model.free_index] @ right_jacobian(angles), posed.joints[:, model.free_index],
                       torch.cat([posed.marks, posed.joints[:, problem.chest, None]], dim=1))
 
@@ -218,13 +232,13 @@ def _group_system(group: Group, problem: FitProblem, settings: FitSettings, lin:
     residuals = [(lin.pixels - problem.observed)[:, marks].reshape(n, g_count, -1)]
     if problem.depth_in is not None and group.hands:
         wrist = problem.wrist_mark[marks]  # (G, M); each chain's first point is its hand's wrist
-        cam_z, wrist_z = lin.depth[:, marks], lin.depth[:, wrist]
-        f = problem.focal[:, None, None]
-        jacobians.append(f[..., None] / wrist_z[..., None] * rows[:, :, :, 2]
-                         - (f * cam_z / wrist_z.pow(2))[..., None] * rows[:, :, :1, 2])
+        residual, depth_rows = _relative_depth(problem.focal[:, None, None], lin.depth[:, marks], lin.depth[:, wrist],
+                                               rows[:, :, :, 2], rows[:, :, :1, 2], problem.depth_in[:, marks],
+                                               problem.depth_in[:, wrist])
+        jacobians.append(depth_rows)
         ok = problem.depth_ok[:, marks] * group.pixel_weight
         weights.append(settings.depth * ok / problem.depth_ok.sum().clamp(min=1))
-        residuals.append((cam_z - wrist_z) * f / wrist_z - (problem.depth_in[:, marks] - problem.depth_in[:, wrist]))
+        residuals.append(residual)
     if group.front:  # the body group: wrists in front of the chest, in SMPL-X's forward z
         forward = torch.zeros(3, device=points.device)
         forward[2] = 1.0
@@ -242,7 +256,7 @@ def _group_system(group: Group, problem: FitProblem, settings: FitSettings, lin:
 
 
 # Finger group columns: root (3), arm (12), body position (3), the finger's joints (9). Its arm part lands in
-# the body block at CHAIN_COLUMNS; its own part is one 9-wide finger block.
+# the body block at System.chain; its own part is one 9-wide finger block.
 GROUP_ARM = slice(0, 18)
 GROUP_FINGER = slice(18, 27)
 
@@ -253,7 +267,7 @@ class System:
     couple to each of the ten fingers' 9, and fingers never couple to each other."""
 
     body: Tensor  # (N, 36, 36)
-    body_finger: Tensor  # (N, 10, 18, 9): a finger's arm columns (CHAIN_COLUMNS) against its own
+    body_finger: Tensor  # (N, 10, 18, 9): a finger's arm columns (`chain`) against its own
     finger: Tensor  # (N, 10, 9, 9)
     gradient: Tensor  # (N, 126) in solver columns; the objective's gradient is 2x this
     chain: Tensor  # (10, 18) each finger's arm columns in the body block
@@ -284,7 +298,7 @@ def frame_system(groups: tuple[Group, Group], model: PoseModel, problem: FitProb
     lin = linearise(model, problem, settings, state, posed, stage_weight)
     body_h, body_g = _group_system(body_group, problem, settings, lin, state["translation"])
     finger_h, finger_g = _group_system(finger_groups, problem, settings, lin, state["translation"])
-    chain = finger_groups.columns[:, GROUP_ARM].to(device)  # (10, 18), all below 36
+    chain = finger_groups.columns[:, GROUP_ARM]  # (10, 18), all below 36
     hessian = body_h[:, 0].reshape(n, -1).index_add(
         1, (chain[:, :, None] * 36 + chain[:, None, :]).reshape(-1),
         finger_h[:, :, GROUP_ARM][:, :, :, GROUP_ARM].reshape(n, -1)).reshape(n, 36, 36)
@@ -294,12 +308,12 @@ def frame_system(groups: tuple[Group, Group], model: PoseModel, problem: FitProb
 
     # the box terms touch one unknown each: they add to the diagonal
     angles = torch.cat([state["body"], state["hands"] + model.hand_mean], dim=1).reshape(n, -1)  # (N, 120)
-    excess = angles - torch.maximum(torch.minimum(angles, model.high.reshape(-1)), model.low.reshape(-1))
+    low, high = model.low.reshape(-1), model.high.reshape(-1)
+    excess = angles - torch.maximum(torch.minimum(angles, high), low)
     box_columns = torch.cat([torch.arange(3, 33), torch.arange(36, 126)]).to(device)
     diagonal = torch.zeros(n, N_COLUMNS, device=device)
     # a limit's curvature is counted from LIMIT_NEAR radians inside it: a step that crosses a limit the
     # quadratic model cannot see would be refused, and refused steps were most of the fit's lost iterations
-    low, high = model.low.reshape(-1), model.high.reshape(-1)
     near = (angles < low + LIMIT_NEAR) | (angles > high - LIMIT_NEAR)
     diagonal[:, box_columns] += settings.limits / n * near
     gradient[:, box_columns] += settings.limits / n * excess
@@ -456,18 +470,16 @@ def _shape_step(model: PoseModel, problem: FitProblem, settings: FitSettings, st
     joints_b = model.shape_jacobian(posed.rotations)  # (N, J, 3, 10)
     camera_b = joints_b[:, model.mark_joint] * FLIP.to(joints_b)[:, None]  # offsets turn, betas only move
     pixels, depth, d_pixels = _camera(problem, posed.marks, state["translation"])
-    squared = (pixels - problem.observed).pow(2).sum(-1)
-    irls = 0.5 / torch.sqrt(1 + squared / settings.huber_px ** 2)
     rows = [(d_pixels @ camera_b).reshape(n, -1, 10)]
-    weights = [(stage_weight * irls / stage_weight.sum().clamp(min=1))[..., None].expand(-1, -1, 2).reshape(n, -1)]
+    weights = [_pixel_weights(problem, settings, pixels, stage_weight)[..., None].expand(-1, -1, 2).reshape(n, -1)]
     residuals = [(pixels - problem.observed).reshape(n, -1)]
     if problem.depth_in is not None:
         wrist = problem.wrist_mark
-        rel_fit = (depth - depth[:, wrist]) * problem.focal[:, None] / depth[:, wrist]
-        f, wrist_z = problem.focal[:, None, None], depth[:, wrist, None]
-        rows.append(f / wrist_z * camera_b[:, :, 2] - f * depth[..., None] / wrist_z.pow(2) * camera_b[:, wrist, 2])
+        residual, depth_rows = _relative_depth(problem.focal[:, None], depth, depth[:, wrist], camera_b[:, :, 2],
+                                               camera_b[:, wrist, 2], problem.depth_in, problem.depth_in[:, wrist])
+        rows.append(depth_rows)
         weights.append(settings.depth * problem.depth_ok / problem.depth_ok.sum().clamp(min=1))
-        residuals.append(rel_fit - (problem.depth_in - problem.depth_in[:, wrist]))
+        residuals.append(residual)
     behind = posed.joints[:, list(problem.wrists), 2] - posed.joints[:, problem.chest, 2, None]
     rows.append(-(joints_b[:, list(problem.wrists), 2] - joints_b[:, problem.chest, 2, None]))
     weights.append(settings.in_front / (n * 2) * (settings.front_margin - behind > 0))
