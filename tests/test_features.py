@@ -13,6 +13,7 @@ from mGPT.data.features import (
     params_dict_to_array,
     resample_length,
     resample_to_fps,
+    ruled_length,
     smplx_params_dict,
     smplx_to_features,
     split_parts,
@@ -200,3 +201,10 @@ def test_length_rules_follow_the_tokenizers_frames_per_code():
     for length in range(1, 460, 7):
         assert len(apply_length_rules(np.zeros((length, 1)), 36, 404, multiple=8)) % 8 == 0, length
     assert clip_features(np.zeros((45, 179), np.float32), multiple=8).shape == (40, 133)
+
+
+def test_ruled_length_is_the_length_apply_length_rules_leaves():
+    for rules in ((40, 400, 4), (40, 400, 8), (10, 37, 3)):
+        lengths = [ruled_length(n, *rules) for n in range(1, 450)]
+        assert lengths == [len(apply_length_rules(np.zeros((n, 2)), *rules)) for n in range(1, 450)]
+    assert (ruled_length(20), ruled_length(403), ruled_length(401), ruled_length(999)) == (40, 400, 400, 400)

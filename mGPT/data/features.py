@@ -192,10 +192,7 @@ def apply_length_rules(frames: Array, min_frames: int = 40, max_frames: int = 40
     codes. The two resampling targets are rounded inwards to multiples of it (40 and 400 already are for
     4 and 8).
     """
-    if multiple < 1:
-        raise ValueError(f"multiple must be positive, got {multiple}")
-    shortest = -(-min_frames // multiple) * multiple
-    longest = max(max_frames // multiple * multiple, shortest)
+    shortest, longest = _length_bounds(min_frames, max_frames, multiple)
     length = frames.shape[-2]
     if length < shortest:
         return resample_length(frames, shortest)
@@ -204,6 +201,25 @@ def apply_length_rules(frames: Array, min_frames: int = 40, max_frames: int = 40
     excess = length % multiple
     start = excess // 2
     return frames[..., start:start + length - excess, :]
+
+
+def ruled_length(length: int, min_frames: int = 40, max_frames: int = 400, multiple: int = 4) -> int:
+    """How many frames apply_length_rules leaves a clip of `length` frames."""
+    shortest, longest = _length_bounds(min_frames, max_frames, multiple)
+    if length < shortest:
+        return shortest
+    if length > longest:
+        return longest
+    return length - length % multiple
+
+
+def _length_bounds(min_frames: int, max_frames: int, multiple: int) -> tuple[int, int]:
+    """The shortest and longest clip the length rules keep: min_frames and max_frames rounded inwards to
+    multiples of `multiple`."""
+    if multiple < 1:
+        raise ValueError(f"multiple must be positive, got {multiple}")
+    shortest = -(-min_frames // multiple) * multiple
+    return shortest, max(max_frames // multiple * multiple, shortest)
 
 
 def clip_features(frames179: Array, min_frames: int = 40, max_frames: int = 400, multiple: int = 4) -> Array:

@@ -19,7 +19,7 @@ from mGPT.archs.slt import SignToText, build_vocabulary
 from mGPT.config import exp_dir
 from mGPT.data.arabic import tokenize_words
 from mGPT.data.datasets import MotionDataset, collate_motion
-from mGPT.data.features import apply_length_rules
+from mGPT.data.features import ruled_length
 from mGPT.data.motion_text import AugmentedMotionText
 from mGPT.errors import CheckpointError
 from mGPT.metrics.text_scores import corpus_scores
@@ -37,8 +37,7 @@ def fastest_frames_per_word(texts: Sequence[str], frames: Sequence[int], cfg: Di
     for text, length in zip(texts, frames, strict=True):
         words = len(tokenize_words(text))
         if words:
-            ruled = len(apply_length_rules(np.empty((int(length), 1)), data.MIN_FRAMES, data.MAX_FRAMES))
-            rates.append(ruled / words)
+            rates.append(ruled_length(int(length), data.MIN_FRAMES, data.MAX_FRAMES) / words)
     return min(rates) * (1 - cfg.SLT.SPEED_JITTER) if rates else 0.0
 
 
