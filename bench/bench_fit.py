@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,9 @@ from mGPT.metrics.procrustes import procrustes_align  # noqa: E402
 NOISE_PX = 1.5  # per axis, the round trip's MediaPipe-like pixel noise
 # the fitter before the Gauss-Newton solver: L-BFGS, 100 + 200 steps, the hand prior it was tuned with
 LBFGS_BEFORE = FitSettings(solver="lbfgs", body_iterations=100, iterations=200, hand_prior=0.5)
-SOLVERS = {"gauss-newton": FitSettings(), "lbfgs": LBFGS_BEFORE}
+SOLVERS = {"gauss-newton": FitSettings(), "lbfgs": LBFGS_BEFORE,
+           # Gauss-Newton as it shipped first: every finger started from the mean hand, stronger smoothness
+           "gauss-newton-before": FitSettings(finger_curls=(), smooth=1.0e3)}
 
 
 def pa_error(pred: np.ndarray, ref: np.ndarray) -> float:
@@ -364,7 +367,13 @@ def main() -> None:
                         help="round trip: landmarks exactly where the fit's model puts them (no 3 mm offsets, "
                              "no 5%% fingertip stretch)")
     parser.add_argument("--work", default="/tmp/sasoke_bench_fit")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="override FitSettings fields of every solver compared, e.g. smooth=300")
     args = parser.parse_args()
+    for item in args.set:
+        key, _, value = item.partition("=")
+        for name, settings in SOLVERS.items():
+            SOLVERS[name] = replace(settings, **{key: type(getattr(settings, key))(value)})
     torch.set_num_threads(1)
     {"roundtrip": roundtrip, "real": real, "speed": speed}[args.what](args)
 

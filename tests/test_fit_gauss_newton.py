@@ -156,3 +156,50 @@ def test_gauss_newton_fits_closer_than_lbfgs_in_fewer_evaluations(model, small_s
     lbfgs = fit_clips([clip], FitSettings(solver="lbfgs", body_iterations=100, iterations=200), model=model)[0]
     for part in ("body", "lhand", "rhand"):
         assert gauss_newton[part] < lbfgs.reprojection_px[part], (part, gauss_newton, lbfgs.reprojection_px)
+
+
+def test_finger_losses_are_each_fingers_share_of_the_frame_losses(model, small_sample):
+    from mGPT.data.fit_smplx import frame_losses
+
+    problem, settings, state = _problem(model, small_sample)
+    groups = gn.chain_groups(model)
+    moved = dict(state, hands=state["hands"].clone())
+    moved["hands"][:, 21:24] += 0.4  # the right hand's second finger (finger group 7)
+    before = gn.finger_losses(model, problem, settings, state, gn._pose(model, problem, state), groups[1])
+    after = gn.finger_losses(model, problem, settings, moved, gn._pose(model, problem, moved), groups[1])
+    changed = (after - before).abs().sum(0) > 0
+    assert changed.tolist() == [g == 7 for g in range(10)]
+    frame_change = frame_losses(model, problem, settings, moved, problem.weight) - frame_losses(
+        model, problem, settings, state, problem.weight)
+    assert torch.allclose(frame_change, (after - before)[:, 7], rtol=1e-4, atol=1e-7)
+
+
+def test_curled_hands_bend_every_finger_but_the_thumb(model):
+    total = gn.curled_hands(model, 1.0) + model.hand_mean  # (30, 3)
+    for k, name in enumerate(model.free[gn.BODY_SLOTS:]):
+        if "Thumb" in name:
+            assert torch.equal(total[k], model.hand_mean[k])
+        else:
+            bend = gn.FIST_BEND[int(name[-1]) - 1]
+            assert total[k, 2].item() == pytest.approx(-bend if name.startswith("L_") else bend)
+    assert torch.equal(gn.curled_hands(model, 0.0), torch.zeros(30, 3))
+
+
+def test_a_fist_is_found_from_the_curled_start(model):
+    """A fist seen by the phone: from the mean hand alone the fingers end in a worse basin; with the curled
+    start each finger keeps whichever start ends lower, so it is never worse and here much better."""
+    from mGPT.data.fit_smplx import to_smplx
+
+    frames = 8
+    hands = (gn.curled_hands(model, 0.9) + 0.05 * torch.randn(30, 3, generator=torch.Generator().manual_seed(0)))
+    body = torch.zeros(frames, 10, 3)
+    body[:, 4:6] = torch.tensor([[0.0, 0.0, -1.1], [0.0, 0.0, 1.1]])  # shoulders: arms down
+    body[:, 6:8] = torch.tensor([[0.0, -1.8, 0.0], [0.0, 1.8, 0.0]])  # elbows bent, hands up in front
+    truth = to_smplx(torch.zeros(frames, 3), body, hands.expand(frames, 30, 3), torch.zeros(frames, 10)).numpy()
+    clip = phone_keypoints("s0_fist", truth, np.random.default_rng(0), model=model, noise_px=0.5, drop_hand=0.0,
+                           offset_jitter=0.0, tip_stretch=0.0)
+    errors = {}
+    for curls in ((), (1.0,)):
+        fit = fit_clips([clip], FitSettings(finger_curls=curls, body_iterations=60), model=model)[0]
+        errors[curls] = fit.reprojection_px["lhand"] + fit.reprojection_px["rhand"]
+    assert errors[(1.0,)] < 0.7 * errors[()], errors

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from mGPT.data.fit_smplx import FINGERS, FLIP, frame_losses, objective, project, smoothness, stages
+from mGPT.data.fit_smplx import FINGERS, FLIP, frame_losses, objective, project, robust, smoothness, stages
 from mGPT.data.mediapipe import LANDMARKS
 
 if TYPE_CHECKING:
@@ -47,6 +47,11 @@ DAMPING_FLOOR = 1e-2  # of the mean curvature, under Marquardt's diagonal scalin
 MAX_TURN = 0.5  # radians per joint and step
 LIMIT_NEAR = 0.1  # radians
 CG_STEPS = 3
+# choose_finger_starts: FitSettings.finger_curls are tried besides the hand the fit arrived with
+FINGER_START_ITERATIONS = 4
+FINGER_START_AFTER = 6  # joint iterations first: the wrists must face the hand's points before fingers are
+#                         fitted alone (from the body's placement, fingers fitted alone twisted into worse basins)
+FIST_BEND = (1.2, 1.6, 1.0)  # radians
 SHAPE_EVERY = 3  # iterations per shape step: the shape moves little once the body is placed
 
 
@@ -294,7 +299,7 @@ def frame_system(groups: tuple[Group, Group], model: PoseModel, problem: FitProb
                  state: dict[str, Tensor], posed: Posed, stage_weight: Tensor) -> System:
     """Each frame's Gauss-Newton system at `state`, smoothness left out."""
     body_group, finger_groups = groups
-    n, device = posed.joints.shape[0], posed.joints.device
+    n = posed.joints.shape[0]
     lin = linearise(model, problem, settings, state, posed, stage_weight)
     body_h, body_g = _group_system(body_group, problem, settings, lin, state["translation"])
     finger_h, finger_g = _group_system(finger_groups, problem, settings, lin, state["translation"])
@@ -306,12 +311,23 @@ def frame_system(groups: tuple[Group, Group], model: PoseModel, problem: FitProb
                           finger_g[:, :, GROUP_FINGER].reshape(n, 90)], dim=1)
     finger = finger_h[:, :, GROUP_FINGER][:, :, :, GROUP_FINGER]
 
-    # the box terms touch one unknown each: they add to the diagonal
+    diagonal, box_gradient = _box_terms(model, settings, state)
+    gradient = gradient + box_gradient
+    return System(hessian + torch.diag_embed(diagonal[:, :36]),
+                  finger_h[:, :, GROUP_ARM][:, :, :, GROUP_FINGER],
+                  finger + torch.diag_embed(diagonal[:, 36:].reshape(n, 10, 9)), gradient, chain)
+
+
+def _box_terms(model: PoseModel, settings: FitSettings, state: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """The joint limits and pose priors, which touch one unknown each: their diagonal and gradient, both
+    (N, 126) in solver columns."""
+    n, device = state["body"].shape[0], state["body"].device
     angles = torch.cat([state["body"], state["hands"] + model.hand_mean], dim=1).reshape(n, -1)  # (N, 120)
     low, high = model.low.reshape(-1), model.high.reshape(-1)
     excess = angles - torch.maximum(torch.minimum(angles, high), low)
     box_columns = torch.cat([torch.arange(3, 33), torch.arange(36, 126)]).to(device)
     diagonal = torch.zeros(n, N_COLUMNS, device=device)
+    gradient = torch.zeros(n, N_COLUMNS, device=device)
     # a limit's curvature is counted from LIMIT_NEAR radians inside it: a step that crosses a limit the
     # quadratic model cannot see would be refused, and refused steps were most of the fit's lost iterations
     near = (angles < low + LIMIT_NEAR) | (angles > high - LIMIT_NEAR)
@@ -321,9 +337,7 @@ def frame_system(groups: tuple[Group, Group], model: PoseModel, problem: FitProb
     gradient[:, 3:15] += settings.body_prior / (n * 12) * state["body"][:, :4].reshape(n, 12)
     diagonal[:, COLUMNS["hands"]] += settings.hand_prior / (n * 90)
     gradient[:, COLUMNS["hands"]] += settings.hand_prior / (n * 90) * state["hands"].reshape(n, 90)
-    return System(hessian + torch.diag_embed(diagonal[:, :36]),
-                  finger_h[:, :, GROUP_ARM][:, :, :, GROUP_FINGER],
-                  finger + torch.diag_embed(diagonal[:, 36:].reshape(n, 10, 9)), gradient, chain)
+    return diagonal, gradient
 
 
 class Smoothness:
@@ -512,6 +526,84 @@ def _damp(damping: Tensor, better: Tensor) -> Tensor:
     return torch.where(better, damping * 0.3, damping * 10).clamp(LAMBDA_MIN, LAMBDA_MAX)
 
 
+def finger_losses(model: PoseModel, problem: FitProblem, settings: FitSettings, state: dict[str, Tensor],
+                  posed: Posed, fingers: Group) -> Tensor:
+    """(N, 10) the objective's terms that one finger alone moves, with the arms held: its four points' robust
+    2D error (and relative depth), and its three joints' limits and prior, at frame_losses's weights."""
+    n = posed.marks.shape[0]
+    pixels, depth = project(posed.marks, state["translation"], problem.focal, problem.centre)
+    squared = (pixels - problem.observed).pow(2).sum(-1)  # (N, L)
+    per_mark = problem.weight * robust(squared, settings.huber_px) / problem.weight.sum().clamp(min=1)
+    if problem.depth_in is not None:
+        wrist = problem.wrist_mark
+        wrist_depth = depth[:, wrist]
+        residual = (depth - wrist_depth) * problem.focal[:, None] / wrist_depth - (
+            problem.depth_in - problem.depth_in[:, wrist])  # as _relative_depth's
+        per_mark = per_mark + settings.depth * residual.pow(2) * problem.depth_ok / problem.depth_ok.sum().clamp(min=1)
+    loss = (per_mark[:, fingers.points.clamp(min=0)] * fingers.pixel_weight).sum(-1)  # (N, 10)
+    angles = state["hands"] + model.hand_mean  # (N, 30, 3), finger g owns joints 3g..3g+2
+    excess = angles - torch.maximum(torch.minimum(angles, model.high[10:]), model.low[10:])
+    loss = loss + settings.limits / n * excess.pow(2).reshape(n, 10, 9).sum(-1)
+    return loss + settings.hand_prior / (n * 90) * state["hands"].pow(2).reshape(n, 10, 9).sum(-1)
+
+
+def curled_hands(model: PoseModel, curl: float) -> Tensor:
+    """(30, 3) hand pose numbers of a hand whose four fingers bend `curl` times FIST_BEND (0: the mean hand)."""
+    hands = torch.zeros(30, 3, device=model.hand_mean.device)
+    for k, name in enumerate(model.free[BODY_SLOTS:]):
+        finger = name[2:-1]
+        if finger != "Thumb":
+            bend = curl * FIST_BEND[int(name[-1]) - 1]
+            # a finger bends about its z axis, negative on the left hand, positive on the right
+            hands[k, 2] = -bend if name.startswith("L_") else bend
+    return torch.where(hands != 0, hands - model.hand_mean, torch.zeros_like(hands))
+
+
+def choose_finger_starts(model: PoseModel, problem: FitProblem, settings: FitSettings, state: dict[str, Tensor],
+                         stage_weight: Tensor, groups: tuple[Group, Group]) -> Tensor:
+    """Hands (N, 30, 3) to start the joint fit from: each finger of each frame fitted alone, arms held, for
+    FINGER_START_ITERATIONS damped Gauss-Newton steps from the hand the fit arrived with and from a hand
+    curled by each of settings.finger_curls, and the start that ends lowest kept. A finger's 2D points leave
+    its bend open to more than one basin: from the mean hand, a fist often ended with straight fingers
+    twisted sideways."""
+    _, fingers = groups
+    n, device = state["hands"].shape[0], state["hands"].device
+    best_hands, best_loss = state["hands"], None
+    for curl in (None, *settings.finger_curls):
+        hands = (state["hands"] if curl is None else curled_hands(model, curl).expand(n, 30, 3)).clone()
+        current = dict(state, hands=hands)
+        posed = _pose(model, problem, current)
+        loss = finger_losses(model, problem, settings, current, posed, fingers)
+        damping = torch.full((n, 10), LAMBDA_START, device=device)
+        for _ in range(FINGER_START_ITERATIONS):
+            lin = linearise(model, problem, settings, current, posed, stage_weight)
+            finger_h, finger_g = _group_system(fingers, problem, settings, lin, current["translation"])
+            box_diagonal, box_gradient = _box_terms(model, settings, current)
+            hessian = finger_h[:, :, GROUP_FINGER][:, :, :, GROUP_FINGER] + torch.diag_embed(
+                box_diagonal[:, 36:].reshape(n, 10, 9))  # (N, 10, 9, 9)
+            gradient = finger_g[:, :, GROUP_FINGER] + box_gradient[:, 36:].reshape(n, 10, 9)
+            scale = hessian.diagonal(dim1=-2, dim2=-1)
+            damped = hessian + torch.diag_embed(damping[..., None] * (scale + DAMPING_FLOOR * scale.mean(-1, True)))
+            step = -(_spd_inverse(damped) @ gradient[..., None])[..., 0].reshape(n, 30, 3)
+            step = step * (MAX_TURN / step.norm(dim=-1, keepdim=True).clamp(min=MAX_TURN))
+            candidate = dict(current, hands=current["hands"] + step)
+            candidate_posed = _pose(model, problem, candidate)
+            candidate_loss = finger_losses(model, problem, settings, candidate, candidate_posed, fingers)
+            better = torch.isfinite(candidate_loss) & (candidate_loss < loss)  # (N, 10)
+            damping = _damp(damping, better)
+            keep = better.repeat_interleave(3, dim=1)[..., None]  # (N, 30, 1)
+            current = dict(current, hands=torch.where(keep, candidate["hands"], current["hands"]))
+            loss = torch.where(better, candidate_loss, loss)
+            posed = _pose(model, problem, current)
+        if best_loss is None:
+            best_hands, best_loss = current["hands"], loss
+        else:
+            better = loss < best_loss
+            best_hands = torch.where(better.repeat_interleave(3, dim=1)[..., None], current["hands"], best_hands)
+            best_loss = torch.where(better, loss, best_loss)
+    return best_hands
+
+
 @torch.no_grad()
 def solve(model: PoseModel, problem: FitProblem, settings: FitSettings, trace: list | None = None,
           ) -> dict[str, Tensor]:
@@ -531,6 +623,10 @@ def solve(model: PoseModel, problem: FitProblem, settings: FitSettings, trace: l
         posed = _pose(model, problem, state)
         loss = per_frame_losses(model, problem, settings, state, posed, stage_weight)
         for iteration in range(steps):
+            if fingers and settings.finger_curls and iteration == FINGER_START_AFTER:
+                state = dict(state, hands=choose_finger_starts(model, problem, settings, state, stage_weight, groups))
+                posed = _pose(model, problem, state)
+                loss = per_frame_losses(model, problem, settings, state, posed, stage_weight)
             system = frame_system(groups, model, problem, settings, state, posed, stage_weight)
             system.gradient = system.gradient + smooth.apply(state_columns(state))
             scale = system.diagonal()

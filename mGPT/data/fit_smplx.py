@@ -84,6 +84,9 @@ class FitSettings:
     body_iterations: int = 150  # L-BFGS steps for the body alone (on every keyframe_step-th frame), then
     iterations: int = 20  # Gauss-Newton iterations for everything (L-BFGS steps with solver="lbfgs")
     keyframe_step: int = 4  # Gauss-Newton: the body is first placed on every k-th frame
+    # Gauss-Newton: each finger is also started bent this much (x fit_gauss_newton.FIST_BEND) and keeps the
+    # better start; () starts from the mean hand only
+    finger_curls: tuple[float, ...] = (1.0,)
     history: int = 20  # L-BFGS
     huber_px: float = 10.0
     smooth: float = 1.0e3  # per (metre / frame^2)^2 of joint acceleration
