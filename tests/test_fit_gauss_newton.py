@@ -203,3 +203,16 @@ def test_a_fist_is_found_from_the_curled_start(model):
         fit = fit_clips([clip], FitSettings(finger_curls=curls, body_iterations=60), model=model)[0]
         errors[curls] = fit.reprojection_px["lhand"] + fit.reprojection_px["rhand"]
     assert errors[(1.0,)] < 0.7 * errors[()], errors
+
+
+def test_fingers_alone_give_the_finger_blocks_of_the_whole_system(model, small_sample):
+    problem, settings, state = _problem(model, small_sample)
+    _, fingers = gn.chain_groups(model)
+    lin = gn.linearise(model, problem, settings, state, gn._pose(model, problem, state), problem.weight)
+    whole_h, whole_g = gn._group_system(fingers, problem, settings, lin, state["translation"])
+    alone_h, alone_g = gn._group_system(gn.fingers_alone(fingers), problem, settings, lin, state["translation"])
+    assert alone_h.shape == (len(problem.observed), 10, 9, 9) and alone_g.shape == (len(problem.observed), 10, 9)
+    expected = whole_h[:, :, gn.GROUP_FINGER][:, :, :, gn.GROUP_FINGER]
+    assert torch.allclose(alone_h, expected, rtol=1e-5, atol=1e-6 * float(expected.abs().max()))
+    assert torch.allclose(alone_g, whole_g[:, :, gn.GROUP_FINGER], rtol=1e-5, atol=1e-7)
+    assert alone_h.abs().amax(dim=(0, 2, 3)).min() > 0  # every finger has rows here (depth included)

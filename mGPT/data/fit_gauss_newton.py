@@ -25,7 +25,8 @@ bench/bench_fit.py compares it with L-BFGS side by side (docs/fitting.md).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import torch
@@ -97,6 +98,9 @@ class Group:
     columns: Tensor  # (G, 3K + 3) solver columns: the body joints', the body position's, the fingers'
     hands: bool  # the finger groups: each chain's first point is its hand's wrist, and hands have depth
     front: list[int]  # the body group: where the two wrist landmarks are among the points (the chest last)
+    body_columns: int  # how many of the columns are body joints' (before the body position's three)
+    position: bool = True  # the body position's three columns follow the body joints'
+
 
 
 def chain_groups(model: PoseModel) -> tuple[Group, Group]:
@@ -123,8 +127,9 @@ def chain_groups(model: PoseModel) -> tuple[Group, Group]:
         columns = [sum((_slot_columns(k) for k in c[1] if k < BODY_SLOTS), []) + [33, 34, 35]
                    + sum((_slot_columns(k) for k in c[1] if k >= BODY_SLOTS), []) for c in chains]
         front = [] if hands else [chains[0][0].index(mark) for mark in wrists]
+        body_columns = 3 * sum(k < BODY_SLOTS for k in chains[0][1])
         return Group(on_device([c[0] for c in chains]), on_device([c[1] for c in chains]), on_device(carried),
-                     on_device([c[2] for c in chains]), on_device(columns), hands, front)
+                     on_device([c[2] for c in chains]), on_device(columns), hands, front, body_columns)
 
     mark_of = {(mark.part, mark.joint): i for i, mark in enumerate(LANDMARKS)}
     body_marks = [i for i, mark in enumerate(LANDMARKS) if mark.part in ("body", "face")]
@@ -217,25 +222,31 @@ def _group_system(group: Group, problem: FitProblem, settings: FitSettings, lin:
                   translation: Tensor) -> tuple[Tensor, Tensor]:
     """One group's share of every frame's normal equations: H (N, G, C, C), g (N, G, C)."""
     n = lin.pixels.shape[0]
+    with_depth = problem.depth_in is not None and group.hands
+    if group.hands and not with_depth:  # a chain's wrist point is there only for the depth rows (weight 0)
+        group = replace(group, points=group.points[:, 1:], carried=group.carried[:, 1:],
+                        pixel_weight=group.pixel_weight[:, 1:])
     g_count, m_count, k_count = group.carried.shape
     marks = group.points.clamp(min=0)  # the chest (-1) has no pixel rows: its weight is 0
     points = lin.points[:, group.points]  # (N, G, M, 3)
-    axes = lin.row_axes[:, marks]  # (N, G, M, 3 rows, 3)
+    # the camera-depth row only where the input has relative depth: the rest is a third less work
+    axes = lin.row_axes[:, marks, :3 if with_depth else 2]  # (N, G, M, R, 3), R = 3 or 2 rows
     arms = points[:, :, :, None] - lin.origins[:, group.slots][:, :, None]  # (N, G, M, K, 3)
     # a row axis a sees a turn d of joint k as a . (A_k d) x arm = (arm x a) . A_k d
     arms = arms * group.carried[..., None]
-    turned = _cross(arms[:, :, :, :, None], axes[:, :, :, None])  # (N, G, M, K, 3 rows, 3)
+    turned = _cross(arms[:, :, :, :, None], axes[:, :, :, None])  # (N, G, M, K, R, 3)
     frames = lin.frames[:, group.slots]  # (N, G, K, 3, 3)
-    rows = torch.einsum("ngmkri,ngkij->ngmrkj", turned, frames).reshape(n, g_count, m_count, 3, 3 * k_count)
-    body_columns = 3 * int((group.slots[0] < BODY_SLOTS).sum())
-    # body position: d point / d translation = flip
-    rows = torch.cat([rows[..., :body_columns], axes * FLIP.to(axes), rows[..., body_columns:]], dim=-1)
+    rows = torch.einsum("ngmkri,ngkij->ngmrkj", turned, frames).reshape(n, g_count, m_count, axes.shape[3],
+                                                                        3 * k_count)
+    if group.position:  # body position: d point / d translation = flip
+        rows = torch.cat([rows[..., :group.body_columns], axes * FLIP.to(axes), rows[..., group.body_columns:]],
+                         dim=-1)
 
     jacobians = [rows[:, :, :, :2].reshape(n, g_count, 2 * m_count, -1)]
     weights = [(lin.pixel_weight[:, marks] * group.pixel_weight)[..., None].expand(-1, -1, -1, 2).reshape(
         n, g_count, -1)]
     residuals = [(lin.pixels - problem.observed)[:, marks].reshape(n, g_count, -1)]
-    if problem.depth_in is not None and group.hands:
+    if with_depth:
         wrist = problem.wrist_mark[marks]  # (G, M); each chain's first point is its hand's wrist
         residual, depth_rows = _relative_depth(problem.focal[:, None, None], lin.depth[:, marks], lin.depth[:, wrist],
                                                rows[:, :, :, 2], rows[:, :, :1, 2], problem.depth_in[:, marks],
@@ -266,6 +277,14 @@ GROUP_ARM = slice(0, 18)
 GROUP_FINGER = slice(18, 27)
 
 
+def fingers_alone(fingers: Group) -> Group:
+    """The finger groups cut to each finger's own three joints (9 columns, no arm, no body position): what a
+    finger fitted with the arms held needs, at a fraction of the whole group's cost."""
+    arm_slots = fingers.body_columns // 3
+    return replace(fingers, slots=fingers.slots[:, arm_slots:], carried=fingers.carried[:, :, arm_slots:],
+                   columns=fingers.columns[:, GROUP_FINGER], body_columns=0, position=False)
+
+
 @dataclass
 class System:
     """Every frame's Gauss-Newton system, kept in its arrow shape: the 36 body unknowns (root, body, position)
@@ -276,6 +295,12 @@ class System:
     finger: Tensor  # (N, 10, 9, 9)
     gradient: Tensor  # (N, 126) in solver columns; the objective's gradient is 2x this
     chain: Tensor  # (10, 18) each finger's arm columns in the body block
+
+    @cached_property
+    def finger_body(self) -> Tensor:
+        """(N, 10, 9, 18) body_finger transposed, laid out once: conjugate gradients multiply by it at every step,
+        and a transposed view would be copied each time."""
+        return self.body_finger.transpose(-1, -2).contiguous()
 
     def diagonal(self) -> Tensor:
         n = self.body.shape[0]
@@ -290,7 +315,7 @@ class System:
         out_body = (self.body @ body[..., None])[..., 0]
         out_body = out_body.index_add(1, self.chain.reshape(-1),
                                       (self.body_finger @ fingers[..., None])[..., 0].reshape(n, -1))
-        out_fingers = (self.body_finger.transpose(-1, -2) @ arms[..., None])[..., 0] + \
+        out_fingers = (self.finger_body @ arms[..., None])[..., 0] + \
             (self.finger @ fingers[..., None])[..., 0]
         return torch.cat([out_body, out_fingers.reshape(n, 90)], dim=1)
 
@@ -387,7 +412,7 @@ class BlockInverse:
             self.gain = system.body_finger @ self.finger_inverse  # (N, 10, 18, 9)
             chain = system.chain
             cells = (chain[:, :, None] * 36 + chain[:, None, :]).reshape(-1)
-            body = body.reshape(n, -1).index_add(1, cells, -(self.gain @ system.body_finger.transpose(-1, -2))
+            body = body.reshape(n, -1).index_add(1, cells, -(self.gain @ system.finger_body)
                                                  .reshape(n, -1)).reshape(n, 36, 36)
         self.body_inverse = _spd_inverse(body)
 
@@ -400,7 +425,7 @@ class BlockInverse:
         chain = self.system.chain
         body = body.index_add(1, chain.reshape(-1), -(self.gain @ fingers[..., None])[..., 0].reshape(n, -1))
         x_body = (self.body_inverse @ body[..., None])[..., 0]
-        coupled = (self.system.body_finger.transpose(-1, -2) @ x_body[:, chain][..., None])[..., 0]
+        coupled = (self.system.finger_body @ x_body[:, chain][..., None])[..., 0]
         x_fingers = (self.finger_inverse @ (fingers - coupled)[..., None])[..., 0]
         return torch.cat([x_body, x_fingers.reshape(n, 90)], dim=1)
 
@@ -414,7 +439,11 @@ def _spd_inverse(matrices: Tensor) -> Tensor:
     if bad.any():
         h = torch.where(bad[..., None, None], torch.diag_embed(h.diagonal(dim1=-2, dim2=-1).clamp(min=1e-12)), h)
         factor, _ = torch.linalg.cholesky_ex(h)
-    return torch.cholesky_inverse(factor).to(matrices.dtype)
+    # L^-T L^-1 from one batched triangular solve: on a CPU, about 1.5x faster than cholesky_inverse for the
+    # 36 x 36 body blocks, and as exact
+    eye = torch.eye(h.shape[-1], dtype=h.dtype, device=h.device).expand_as(factor)
+    factor_inverse = torch.linalg.solve_triangular(factor, eye, upper=False)
+    return (factor_inverse.transpose(-1, -2) @ factor_inverse).to(matrices.dtype)
 
 
 def _conjugate_gradients(system: System, smooth: Smoothness, damping: Tensor, active: Tensor,
@@ -567,6 +596,7 @@ def choose_finger_starts(model: PoseModel, problem: FitProblem, settings: FitSet
     its bend open to more than one basin: from the mean hand, a fist often ended with straight fingers
     twisted sideways."""
     _, fingers = groups
+    alone = fingers_alone(fingers)
     n, device = state["hands"].shape[0], state["hands"].device
     best_hands, best_loss = state["hands"], None
     for curl in (None, *settings.finger_curls):
@@ -577,11 +607,10 @@ def choose_finger_starts(model: PoseModel, problem: FitProblem, settings: FitSet
         damping = torch.full((n, 10), LAMBDA_START, device=device)
         for _ in range(FINGER_START_ITERATIONS):
             lin = linearise(model, problem, settings, current, posed, stage_weight)
-            finger_h, finger_g = _group_system(fingers, problem, settings, lin, current["translation"])
+            finger_h, finger_g = _group_system(alone, problem, settings, lin, current["translation"])
             box_diagonal, box_gradient = _box_terms(model, settings, current)
-            hessian = finger_h[:, :, GROUP_FINGER][:, :, :, GROUP_FINGER] + torch.diag_embed(
-                box_diagonal[:, 36:].reshape(n, 10, 9))  # (N, 10, 9, 9)
-            gradient = finger_g[:, :, GROUP_FINGER] + box_gradient[:, 36:].reshape(n, 10, 9)
+            hessian = finger_h + torch.diag_embed(box_diagonal[:, 36:].reshape(n, 10, 9))  # (N, 10, 9, 9)
+            gradient = finger_g + box_gradient[:, 36:].reshape(n, 10, 9)
             scale = hessian.diagonal(dim1=-2, dim2=-1)
             damped = hessian + torch.diag_embed(damping[..., None] * (scale + DAMPING_FLOOR * scale.mean(-1, True)))
             step = -(_spd_inverse(damped) @ gradient[..., None])[..., 0].reshape(n, 30, 3)
