@@ -83,7 +83,8 @@ class FitSettings:
     solver: str = "gauss-newton"  # or "lbfgs", the first solver (bench/bench_fit.py compares the two)
     body_iterations: int = 150  # L-BFGS steps for the body alone (on every keyframe_step-th frame), then
     iterations: int = 20  # Gauss-Newton iterations for everything (L-BFGS steps with solver="lbfgs")
-    keyframe_step: int = 4  # Gauss-Newton: the body is first placed on every k-th frame
+    keyframe_step: int = 8  # Gauss-Newton: the body is first placed on every k-th frame (4 measured worse on
+    #                         real recordings: docs/fitting.md)
     # Gauss-Newton: each finger is also started bent this much (x fit_gauss_newton.FIST_BEND) and keeps the
     # better start; () starts from the mean hand only
     finger_curls: tuple[float, ...] = (1.0,)
@@ -554,7 +555,8 @@ def _place_body(clips: list[ClipKeypoints], settings: FitSettings, model: PoseMo
     """Stage 1 by L-BFGS on every `keyframe_step`-th frame, interpolated to all frames: the body's first
     placement, from the resting start, is where the fit must find the right one of several 2D-equivalent
     poses, and L-BFGS's gradual path from the start finds it where Gauss-Newton's long steps often did not.
-    The body moves smoothly, so a quarter of the frames place it as well as all of them."""
+    The body moves smoothly, so an eighth of the frames place it as well as all of them, and better on real
+    recordings than a quarter (docs/fitting.md)."""
     step = max(settings.keyframe_step, 1)
     keyframes = [ClipKeypoints(c.clip_id, c.points[::step], c.visible[::step], c.image_size, c.signer,
                                None if c.depth is None else c.depth[::step]) for c in clips]

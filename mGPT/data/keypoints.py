@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=FitSettings.iterations,
                         help="Gauss-Newton iterations per batch (fewer: faster, rougher)")
     parser.add_argument("--body-iterations", type=int, default=FitSettings.body_iterations,
-                        help="L-BFGS steps that first place the body, on every 4th frame")
+                        help=f"L-BFGS steps that first place the body, on every {FitSettings.keyframe_step}th frame")
     parser.add_argument("--strict", action="store_true", help="stop at the first bad clip instead of skipping it")
     parser.add_argument("--kinematics", choices=("auto", "skeleton", "smplx"), default="auto",
                         help="the skeleton fitted: smplx = SMPL-X's own, from the licensed model files in "
