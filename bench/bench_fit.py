@@ -49,8 +49,9 @@ NOISE_PX = 1.5  # per axis, the round trip's MediaPipe-like pixel noise
 # the fitter before the Gauss-Newton solver: L-BFGS, 100 + 200 steps, the hand prior it was tuned with
 LBFGS_BEFORE = FitSettings(solver="lbfgs", body_iterations=100, iterations=200, hand_prior=0.5)
 SOLVERS = {"gauss-newton": FitSettings(), "lbfgs": LBFGS_BEFORE,
-           # Gauss-Newton as it shipped first: every finger from the mean hand, the body placed on every 4th frame
-           "gauss-newton-before": FitSettings(finger_curls=(), smooth=1.0e3, keyframe_step=4)}
+           # Gauss-Newton as it shipped first: fingers from the mean hand, the body placed on every 4th frame, no
+           # landmark calibration
+           "gauss-newton-before": FitSettings(finger_curls=(), smooth=1.0e3, keyframe_step=4, mark_prior=0.0)}
 
 
 def pa_error(pred: np.ndarray, ref: np.ndarray) -> float:
@@ -164,8 +165,9 @@ def _with_mean_pose(truth: np.ndarray, mean_pose: np.ndarray) -> np.ndarray:
 def _reprojected(fit, clip, model: PoseModel) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A fit's landmarks in the clip's image (T, L, 2) pixels, with its body and hand poses."""
     root, body, hands, betas = from_smplx(torch.as_tensor(fit.params))
-    _, marks, _ = model(root, body, hands, betas)
     n = len(fit.params)
+    shift = None if fit.mark_shift is None else torch.as_tensor(fit.mark_shift).expand(n, -1, -1)
+    _, _, marks = model.pose(root, body, hands, betas, shift)  # with the signer's calibration, if any
     centre = torch.tensor([[clip.image_size[0] / 2, clip.image_size[1] / 2]]).expand(n, 2)
     pixels, _ = project(marks, torch.as_tensor(fit.translation), torch.full((n,), fit.focal), centre)
     return pixels, body, hands
@@ -373,12 +375,15 @@ def main() -> None:
                              "no 5%% fingertip stretch)")
     parser.add_argument("--work", default="/tmp/sasoke_bench_fit")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="override FitSettings fields of every solver compared, e.g. smooth=300")
+                        help="override FitSettings fields of every solver compared, e.g. smooth=300 "
+                             "finger_curls=1.0,1.5")
     args = parser.parse_args()
     for item in args.set:
         key, _, value = item.partition("=")
         for name, settings in SOLVERS.items():
-            SOLVERS[name] = replace(settings, **{key: type(getattr(settings, key))(value)})
+            kind = type(getattr(settings, key))
+            parsed = tuple(float(v) for v in value.split(",") if v) if kind is tuple else kind(value)
+            SOLVERS[name] = replace(settings, **{key: parsed})
     torch.set_num_threads(1)
     {"roundtrip": roundtrip, "real": real, "speed": speed}[args.what](args)
 

@@ -216,3 +216,44 @@ def test_fingers_alone_give_the_finger_blocks_of_the_whole_system(model, small_s
     assert torch.allclose(alone_h, expected, rtol=1e-5, atol=1e-6 * float(expected.abs().max()))
     assert torch.allclose(alone_g, whole_g[:, :, gn.GROUP_FINGER], rtol=1e-5, atol=1e-7)
     assert alone_h.abs().amax(dim=(0, 2, 3)).min() > 0  # every finger has rows here (depth included)
+
+
+def test_the_marks_system_gradient_is_autograds(model, small_sample):
+    settings = FitSettings(mark_prior=3e4)
+    problem, settings, state = _problem(model, small_sample, settings=settings)
+    shifts = 0.01 * torch.randn(state["betas"].shape[0], problem.calibrated.shape[0], 3,
+                                generator=torch.Generator().manual_seed(2))
+    state["marks"] = shifts * problem.calibrated[:, None]
+    leaf = dict(state, marks=state["marks"].clone().requires_grad_(True))
+    objective(model, problem, settings, leaf, problem.weight).backward()
+    hessian, gradient = gn.marks_system(model, problem, settings, state, gn._pose(model, problem, state),
+                                        problem.weight)
+    expected = leaf["marks"].grad[:, problem.calibrated]
+    ours = 2 * gradient[:, problem.calibrated]
+    assert torch.allclose(ours, expected, rtol=1e-3, atol=1e-3 * float(expected.abs().max()))
+    assert hessian.shape == (state["betas"].shape[0], problem.calibrated.shape[0], 3, 3)
+
+
+def test_calibration_follows_landmarks_placed_off_the_model(model):
+    """Landmarks 2 cm off where the model puts them: each signer's calibration follows them (the body and face
+    fit closer), and never shifts a hand landmark."""
+    from mGPT.data.fit_smplx import to_smplx
+
+    frames = 12
+    body = torch.zeros(frames, 10, 3)
+    body[:, 4:6] = torch.tensor([[0.0, 0.0, -1.1], [0.0, 0.0, 1.1]])
+    body[:, 6:8] = torch.tensor([[0.0, -1.5, 0.0], [0.0, 1.5, 0.0]])
+    body[:, 3, 1] = torch.linspace(-0.3, 0.3, frames)  # the head turns
+    truth = to_smplx(torch.zeros(frames, 3), body, torch.zeros(frames, 30, 3), torch.zeros(frames, 10)).numpy()
+    clip = phone_keypoints("s0_off", truth, np.random.default_rng(3), model=model, noise_px=0.5, drop_hand=0.0,
+                           offset_jitter=0.02, tip_stretch=0.0)
+    errors = {}
+    for prior in (0.0, 3e4):
+        fit = fit_clips([clip], FitSettings(mark_prior=prior, body_iterations=60), model=model)[0]
+        errors[prior] = fit.reprojection_px["body"] + fit.reprojection_px["face"]
+        if prior:
+            hands = ~torch.as_tensor([m.part in ("body", "face") for m in gn.LANDMARKS]).numpy()
+            assert (fit.mark_shift[hands] == 0).all() and np.abs(fit.mark_shift).max() > 0.005
+        else:
+            assert fit.mark_shift is None
+    assert errors[3e4] < 0.6 * errors[0.0], errors

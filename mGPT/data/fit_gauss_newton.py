@@ -18,7 +18,10 @@ steps often found a wrong one of several 2D-equivalent poses); `solve` then fits
    solved by a few conjugate-gradient steps, preconditioned by each frame's own system.
    Marquardt's damping is per frame, and each frame keeps its step where its share of the objective (its own
    terms and the smoothness window centred on it) went down.
-4. Every SHAPE_EVERY iterations the shape, shared by a signer's frames, gets its own damped step, frames held.
+4. Every SHAPE_EVERY iterations the shape, shared by a signer's frames, gets its own damped step, frames held,
+   and so does each signer's landmark calibration (FitSettings.mark_prior > 0): a shift of every body and face
+   landmark off the model's offsets, in its joint's frame. With the frames held each landmark's shift is its
+   own 3 x 3 system summed over the signer's frames.
 
 bench/bench_fit.py compares it with L-BFGS side by side (docs/fitting.md).
 """
@@ -32,7 +35,19 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from mGPT.data.fit_smplx import FINGERS, FLIP, frame_losses, objective, project, robust, smoothness, stages
+from mGPT.data.fit_smplx import (
+    FINGERS,
+    FLIP,
+    frame_losses,
+    mark_prior,
+    mark_stiffness,
+    objective,
+    pose_state,
+    project,
+    robust,
+    smoothness,
+    stages,
+)
 from mGPT.data.mediapipe import LANDMARKS
 
 if TYPE_CHECKING:
@@ -54,6 +69,7 @@ FINGER_START_AFTER = 6  # joint iterations first: the wrists must face the hand'
 #                         fitted alone (from the body's placement, fingers fitted alone twisted into worse basins)
 FIST_BEND = (1.2, 1.6, 1.0)  # radians
 SHAPE_EVERY = 3  # iterations per shape step: the shape moves little once the body is placed
+PER_SIGNER = ("betas", "marks")  # unknowns shared by a signer's frames, not picked per frame
 
 
 def _skew_times(vectors: Tensor, matrices: Tensor) -> Tensor:
@@ -160,7 +176,7 @@ class Posed:
 
 
 def _pose(model: PoseModel, problem: FitProblem, state: dict[str, Tensor]) -> Posed:
-    return Posed(*model.pose(state["root"], state["body"], state["hands"], state["betas"][problem.signer_index]))
+    return Posed(*pose_state(model, problem, state))
 
 
 def _camera(problem: FitProblem, marks: Tensor, translation: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -551,6 +567,46 @@ def _shape_step(model: PoseModel, problem: FitProblem, settings: FitSettings, st
     return dict(state, betas=_pick(better, candidate["betas"], state["betas"])), posed, better
 
 
+def marks_system(model: PoseModel, problem: FitProblem, settings: FitSettings, state: dict[str, Tensor],
+                 posed: Posed, stage_weight: Tensor) -> tuple[Tensor, Tensor]:
+    """The Gauss-Newton system of the signers' landmark shifts with the frames held: H (S, L, 3, 3) and g
+    (S, L, 3), half the objective's gradient, as frame_system's."""
+    signer, signers = problem.signer_index, state["marks"].shape[0]
+    pixels, _, d_pixels = _camera(problem, posed.marks, state["translation"])  # d_pixels (N, L, 2, 3)
+    frames = posed.rotations[:, model.mark_frame]  # (N, L, 3, 3): a shift turns with its landmark's frame
+    rows = d_pixels @ (FLIP.to(frames)[:, None] * frames)  # (N, L, 2, 3) d pixels / d shift
+    weight = _pixel_weights(problem, settings, pixels, stage_weight) * problem.calibrated  # (N, L)
+    weighted = rows * weight[..., None, None]
+    prior = mark_stiffness(problem, settings, signers)
+    hessian = rows.new_zeros(signers, rows.shape[1], 3, 3).index_add_(
+        0, signer, weighted.transpose(-1, -2) @ rows) + prior * torch.eye(3, device=rows.device)  # (S, L, 3, 3)
+    gradient = rows.new_zeros(signers, rows.shape[1], 3).index_add_(
+        0, signer, (weighted * (pixels - problem.observed)[..., None]).sum(2)) + prior * state["marks"]
+    return hessian, gradient
+
+
+def _marks_step(model: PoseModel, problem: FitProblem, settings: FitSettings, state: dict[str, Tensor],
+                posed: Posed, stage_weight: Tensor, damping: Tensor) -> tuple[dict[str, Tensor], Posed, Tensor]:
+    """One damped Gauss-Newton step of each signer's landmark shifts (S, L, 3) with the frames held, kept per
+    signer where it lowered that signer's loss. -> state, posed, which signers moved."""
+    signer, signers = problem.signer_index, state["marks"].shape[0]
+    hessian, gradient = marks_system(model, problem, settings, state, posed, stage_weight)
+    scale = hessian.diagonal(dim1=-2, dim2=-1)
+    system = hessian + torch.diag_embed(damping[:, None, None] * (scale + DAMPING_FLOOR * scale.mean(-1, True)))
+    step = -(_spd_inverse(system) @ gradient[..., None])[..., 0] * problem.calibrated[:, None]
+
+    def signer_loss(candidate: dict[str, Tensor], candidate_posed: Posed) -> Tensor:
+        frames_loss = frame_losses(model, problem, settings, candidate, stage_weight, candidate_posed.as_tuple())
+        return _per(signer, frames_loss, signers) + mark_prior(problem, settings, candidate["marks"])
+
+    candidate = dict(state, marks=state["marks"] + step)
+    candidate_posed = _pose(model, problem, candidate)
+    better = signer_loss(candidate, candidate_posed) < signer_loss(state, posed)
+    posed = Posed(*(_pick(better[signer], new, old) for new, old in zip(candidate_posed.as_tuple(),
+                                                                        posed.as_tuple(), strict=True)))
+    return dict(state, marks=_pick(better, candidate["marks"], state["marks"])), posed, better
+
+
 def _damp(damping: Tensor, better: Tensor) -> Tensor:
     return torch.where(better, damping * 0.3, damping * 10).clamp(LAMBDA_MIN, LAMBDA_MAX)
 
@@ -643,6 +699,9 @@ def solve(model: PoseModel, problem: FitProblem, settings: FitSettings, trace: l
     n, device = problem.observed.shape[0], problem.observed.device
     frame_damping = torch.full((n,), LAMBDA_START, device=device)
     shape_damping = torch.full((state["betas"].shape[0],), LAMBDA_START, device=device)
+    marks_damping = shape_damping.clone()
+    if settings.mark_prior > 0:
+        state["marks"] = torch.zeros(state["betas"].shape[0], len(LANDMARKS), 3, device=device)
     for names, stage_weight, steps in stages(problem, settings):
         active = torch.zeros(N_COLUMNS, dtype=torch.bool, device=device)
         for name in names:
@@ -666,7 +725,7 @@ def solve(model: PoseModel, problem: FitProblem, settings: FitSettings, trace: l
             candidate_loss = per_frame_losses(model, problem, settings, candidate, candidate_posed, stage_weight)
             better = torch.isfinite(candidate_loss) & (candidate_loss < loss)
             frame_damping = _damp(frame_damping, better)
-            state = {key: value if key == "betas" else _pick(better, candidate[key], value)
+            state = {key: value if key in PER_SIGNER else _pick(better, candidate[key], value)
                      for key, value in state.items()}
             posed = Posed(*(_pick(better, new, old) for new, old in zip(candidate_posed.as_tuple(),
                                                                          posed.as_tuple(), strict=True)))
@@ -674,6 +733,10 @@ def solve(model: PoseModel, problem: FitProblem, settings: FitSettings, trace: l
                 state, posed, shape_better = _shape_step(model, problem, settings, state, posed, stage_weight,
                                                          shape_damping)
                 shape_damping = _damp(shape_damping, shape_better)
+                if "marks" in state:
+                    state, posed, marks_better = _marks_step(model, problem, settings, state, posed, stage_weight,
+                                                             marks_damping)
+                    marks_damping = _damp(marks_damping, marks_better)
             # neighbours moved too: each frame's share is measured afresh
             loss = per_frame_losses(model, problem, settings, state, posed, stage_weight)
             if trace is not None:

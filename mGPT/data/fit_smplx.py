@@ -58,6 +58,9 @@ LEGS = ("L_Knee", "R_Knee", "L_Ankle", "R_Ankle", "L_Foot", "R_Foot")
 # SMPL-X to camera: the figure faces +z with y up; the camera looks along +z with y down.
 FLIP = torch.tensor([1.0, -1.0, -1.0])
 PHONE_FOCAL = 0.72  # focal length in units of the long image side (a phone's ~26 mm-equivalent lens)
+# landmarks on the body's surface, whose place on a signer a per-signer calibration may shift; the hands'
+# are joints (and tips, whose length the shape already moves)
+CALIBRATED_PARTS = ("body", "face")
 SHOULDER_LANDMARK_WIDTH = 0.35  # metres between MediaPipe's shoulder landmarks, for the depth guess
 
 # Joint ranges of the signer's left side, per axis-angle component (x, y, z), radians; the right side is
@@ -95,6 +98,9 @@ class FitSettings:
     body_prior: float = 30.0  # neck, collars, head near rest: they trade off against the shoulders
     hand_prior: float = 30.0  # a fit that converges needs it: the 2D points leave the finger depths open
     shape_prior: float = 5.0
+    # Gauss-Newton: the prior of each signer's landmark calibration (body and face landmarks shifted off the
+    # model's offsets, one shift per signer, as MoSh calibrates markers); 0: none (docs/fitting.md)
+    mark_prior: float = 3.0e4
     in_front: float = 1.0e4
     front_margin: float = -0.02  # metres a wrist is held in front of the chest (negative: may be behind)
     depth: float = 0.05  # per px^2 of relative hand depth
@@ -121,6 +127,7 @@ class ClipFit:
     translation: np.ndarray  # (T, 3) camera-space position of SMPL-X's origin, metres
     focal: float
     reprojection_px: dict[str, float] = field(default_factory=dict)  # RMS per part over visible points
+    mark_shift: np.ndarray | None = None  # (L, 3) the signer's landmark calibration (FitSettings.mark_prior)
 
 
 def _ranges(name: str) -> np.ndarray:
@@ -250,8 +257,10 @@ class PoseModel(torch.nn.Module):
         excess = (torch.relu(self.low - angles) + torch.relu(angles - self.high)).pow(2).sum(dim=(1, 2))
         return joints, marks, excess
 
-    def pose(self, root: Tensor, body: Tensor, hands: Tensor, betas: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """-> joints (N, J, 3), global rotations (N, J, 3, 3) and landmarks (N, L, 3), about the pelvis."""
+    def pose(self, root: Tensor, body: Tensor, hands: Tensor, betas: Tensor, mark_shift: Tensor | None = None
+             ) -> tuple[Tensor, Tensor, Tensor]:
+        """-> joints (N, J, 3), global rotations (N, J, 3, 3) and landmarks (N, L, 3), about the pelvis.
+        `mark_shift` (N, L, 3), metres in each landmark's frame, moves the landmarks off the model's offsets."""
         n = root.shape[0]
         hands_total = hands + self.hand_mean  # flat_hand_mean False: zeros mean the relaxed hand
         local_free = torch.cat([root[:, None], body, hands_total], dim=1)  # (N, 41, 3)
@@ -274,8 +283,8 @@ class PoseModel(torch.nn.Module):
         order = self.order.to(root.device)
         rotations = torch.cat(rot_levels, dim=1)[:, order]  # (N, J, 3, 3)
         joints = torch.cat(pos_levels, dim=1)[:, order]  # (N, J, 3)
-        marks = joints[:, self.mark_joint] + torch.einsum(
-            "nlij,lj->nli", rotations[:, self.mark_frame], self.mark_offset)  # (N, L, 3)
+        offsets = self.mark_offset if mark_shift is None else self.mark_offset + mark_shift  # (L, 3) or (N, L, 3)
+        marks = joints[:, self.mark_joint] + (rotations[:, self.mark_frame] @ offsets[..., None])[..., 0]  # (N, L, 3)
         return joints, rotations, marks
 
     def shape_jacobian(self, rotations: Tensor) -> Tensor:
@@ -399,6 +408,7 @@ class FitProblem:
     wrist_mark: Tensor  # (L,) each hand landmark's wrist landmark (0 for the others)
     middle: Tensor  # (M,) frames with a neighbour on each side in their clip (the smoothness windows)
     signer_index: Tensor  # (N,) into the shapes
+    calibrated: Tensor  # (L,) bool: landmarks a signer's calibration may shift (FitSettings.mark_prior)
     start: dict[str, Tensor]  # the first guess: root (N, 3), body (N, 10, 3), hands (N, 30, 3),
     #                           translation (N, 3), betas (S, 10)
     px_per_metre: float  # median focal / depth, for pixel_levers
@@ -446,11 +456,30 @@ def build_problem(clips: list[ClipKeypoints], settings: FitSettings, model: Pose
         wrist_mark=torch.tensor([list(FITTED_INDEX).index(wrist_of[mark.part]) if mark.part in wrist_of else 0
                                  for mark in LANDMARKS], device=device),
         middle=torch.as_tensor(middle, device=device), signer_index=torch.as_tensor(frame_signer, device=device),
+        calibrated=torch.tensor([mark.part in CALIBRATED_PARTS for mark in LANDMARKS], device=device),
         start={"root": torch.zeros(n, 3, device=device), "body": body0.to(device),
                "hands": torch.zeros(n, 30, 3, device=device), "translation": as_float(translation0),
                "betas": torch.zeros(len(signer_names), 10, device=device)},
         px_per_metre=float(np.median(np.repeat(focal_per_clip, lengths) / translation0[:, 2])),
         chest=model.joint_index["Spine3"], wrists=(model.joint_index["L_Wrist"], model.joint_index["R_Wrist"]))
+
+
+def pose_state(model: PoseModel, problem: FitProblem, state: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """model.pose at `state`: each frame with its signer's shape, and its signer's landmark shifts where the
+    state has them ("marks", (S, L, 3))."""
+    signer = problem.signer_index
+    shift = state["marks"][signer] if "marks" in state else None
+    return model.pose(state["root"], state["body"], state["hands"], state["betas"][signer], shift)
+
+
+def mark_prior(problem: FitProblem, settings: FitSettings, marks: Tensor) -> Tensor:
+    """(S,) each signer's calibration prior, for landmark shifts `marks` (S, L, 3)."""
+    return mark_stiffness(problem, settings, marks.shape[0]) * marks.pow(2).sum(dim=(1, 2))
+
+
+def mark_stiffness(problem: FitProblem, settings: FitSettings, signers: int) -> float:
+    """The calibration prior's weight per squared metre of shift, normalised as the shape prior is."""
+    return settings.mark_prior / max(signers * int(problem.calibrated.sum()) * 3, 1)
 
 
 def robust(squared_px: Tensor, huber_px: float) -> Tensor:
@@ -465,7 +494,7 @@ def frame_losses(model: PoseModel, problem: FitProblem, settings: FitSettings, s
     limits, pose priors and the in-front prior. `posed` is model.pose's output for `state`, if at hand."""
     n = stage_weight.shape[0]
     body, hands = state["body"], state["hands"]
-    joints, _, marks = posed or model.pose(state["root"], body, hands, state["betas"][problem.signer_index])
+    joints, _, marks = posed or pose_state(model, problem, state)
     pixels, cam_depth = project(marks, state["translation"], problem.focal, problem.centre)
     squared = (pixels - problem.observed).pow(2).sum(-1)  # (N, L) px^2
     loss = (stage_weight * robust(squared, settings.huber_px)).sum(1) / stage_weight.sum().clamp(min=1)
@@ -497,6 +526,8 @@ def objective(model: PoseModel, problem: FitProblem, settings: FitSettings, stat
     """The whole objective: the per-frame terms, temporal smoothness and the shape prior."""
     loss = frame_losses(model, problem, settings, state, stage_weight).sum()
     loss = loss + settings.shape_prior * state["betas"].pow(2).mean()
+    if "marks" in state:
+        loss = loss + mark_prior(problem, settings, state["marks"]).sum()
     return loss + smoothness(model, problem, settings, state).sum()
 
 
@@ -599,11 +630,12 @@ def fit_clips(clips: list[ClipKeypoints], settings: FitSettings | None = None, d
 
     with torch.no_grad():
         betas = state["betas"][problem.signer_index]
-        _, _, marks = model.pose(state["root"], state["body"], state["hands"], betas)
+        _, _, marks = pose_state(model, problem, state)
         pixels, _ = project(marks, state["translation"], problem.focal, problem.centre)
         error = (pixels - problem.observed).pow(2).sum(-1).cpu().numpy()  # (N, L)
         frames = to_smplx(state["root"], state["body"], state["hands"], betas).cpu().numpy()
         translation = state["translation"].cpu().numpy()
+        shifts = state["marks"][problem.signer_index].cpu().numpy() if "marks" in state else None
     seen = (problem.weight > 0).cpu().numpy()
     parts = np.array([mark.part for mark in LANDMARKS])
     fits, start = [], 0
@@ -619,7 +651,8 @@ def fit_clips(clips: list[ClipKeypoints], settings: FitSettings | None = None, d
             mask = seen[rows] & (parts == part)
             rms[part] = float(np.sqrt(error[rows][mask].mean())) if mask.any() else float("nan")
         fits.append(ClipFit(clip.clip_id, params.astype(np.float32), translation[rows],
-                            float(problem.focal[rows.start]), rms))
+                            float(problem.focal[rows.start]), rms,
+                            None if shifts is None else shifts[rows.start]))
     return fits
 
 
