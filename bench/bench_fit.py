@@ -126,9 +126,9 @@ def roundtrip(args: argparse.Namespace) -> None:
     train = np.concatenate([read_clip(pose_dir_path(root, "train", n)) for n in
                             read_split_csv(split_csv_path(root, "train")).SENTENCE_NAME])
     mean_pose = train.mean(axis=0)  # (179,) the sample's mean pose, the do-nothing baseline
-    noise_floor = args.noise_px * np.sqrt(2)  # RMS length of the 2D noise itself, what a perfect fit still shows
+    noise_floor = args.noise_px * np.sqrt(2)  # RMS length of the 2D noise itself
     print(f"round trip: {args.clips} clips x {args.frames} frames per set, phone 1080x1920, {args.noise_px} px noise "
-          f"(reprojection floor {noise_floor:.2f} px){', exact landmark model' if args.exact_landmarks else ''}")
+          f"(the noise alone: {noise_floor:.2f} px RMS){', exact landmark model' if args.exact_landmarks else ''}")
     keys = ("body_mpjpe", "body_feature_mpjpe", "body_pa", "hand_pa")
     print("| set | solver | body MPJPE mm, world (mean pose) | body MPJPE mm, feature (mean pose) | "
           "body PA mm (mean pose) | hand PA mm (mean pose) | reproj px | reproj px, noise-free points | s |")
@@ -325,12 +325,15 @@ def _figure(fits, clips, model: PoseModel, path: Path) -> None:
                 axis.plot(*pixels[[parent, j]].T, color="tab:blue", lw=1.5)
         seen = clip.visible[frame]
         axis.scatter(*clip.points[frame, seen].T, s=6, color="tab:red", label="MediaPipe 2D input")
+        fitted_marks = _reprojected(fit, clip, model)[0][frame].numpy()  # the fit's landmarks, calibration included
+        axis.scatter(*fitted_marks[seen[FITTED_INDEX]].T, s=14, facecolors="none", edgecolors="tab:blue", lw=0.6,
+                     label="the fit's landmarks")
         axis.set_title(f"{clip.clip_id} frame {frame}", fontsize=8)
         axis.invert_yaxis()
         axis.set_aspect("equal")
         axis.axis("off")
     np.atleast_1d(axes)[0].legend(loc="lower left", fontsize=7)
-    figure.suptitle("SMPL-X skeleton fitted from 2D (blue) over the 2D input (red)", fontsize=9)
+    figure.suptitle("SMPL-X skeleton and landmarks fitted from 2D (blue) over the 2D input (red)", fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110, bbox_inches="tight")
     print(f"figure: {path}")
