@@ -94,3 +94,16 @@ def test_bad_settings_are_refused():
         _dataset(1.0)
     with pytest.raises(ConfigError, match="KEYWORD_DROPOUT_MODE"):
         _dataset(0.2, "some")
+
+
+def test_retrieval_off_is_untouched_by_dropout():
+    """No dictionary (LM.RETRIEVAL false): no keywords to drop, no random draw, the plain text source."""
+    texts = ["a b c", "d e"]
+    dataset = CodeTextDataset(["c0", "c1"], texts, _split_codes([4, 4]), source_encoder=fake_encoder,
+                              keyword_dropout=0.5)
+    torch.manual_seed(5)
+    before = torch.random.get_rng_state()
+    items = [dataset[i] for i in range(2)]
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert [it["keywords"] for it in items] == [None, None]
+    assert all(it["source"].tolist() == [0, 1] for it in items)
