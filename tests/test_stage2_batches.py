@@ -108,7 +108,9 @@ def stage2(small_sample: Path, tiny_mbart: Path, tmp_path_factory: pytest.TempPa
     dictionary.save(folder / "dictionary.json")
     cfg = load_config(DEMO_SOKE, [f"DATASET.DATA_ROOT={small_sample}", f"DATASET.CODES_PATH={folder / 'codes.npz'}",
                                   f"DATASET.DICTIONARY_PATH={folder / 'dictionary.json'}",
-                                  f"LM.MBART_PATH={tiny_mbart}", "TRAIN.BATCH_SIZE=4", "TRAIN.NUM_WORKERS=0"])
+                                  f"LM.MBART_PATH={tiny_mbart}", "TRAIN.BATCH_SIZE=4", "TRAIN.NUM_WORKERS=0",
+                                  # every read the full source, as lengths() reports it; dropout has its own test
+                                  "LM.KEYWORD_DROPOUT=0"])
     torch.manual_seed(0)
     generator = SignGenerator(tiny_mbart, codebook_sizes=SIZES).eval()
     data = SignDataModule(cfg, fingerprint="fingerprint", source_encoder=generator.encode_sources)
@@ -146,3 +148,20 @@ def test_training_batches_group_lengths_and_keep_every_clip(stage2) -> None:
     plain = list(BatchSampler(EpochRandomSampler(range(len(lengths)), cfg.SEED), 4, drop_last=False))
     assert padded_share(batches, lengths) < padded_share(plain, lengths)
     assert [b["index"].tolist() for b in data.val_dataloader()][0] == [0, 1, 2, 3]  # evaluation keeps the order
+
+
+def test_keyword_dropout_reaches_the_train_split_only(stage2) -> None:
+    cfg, generator, _ = stage2
+    dropping = cfg.copy()
+    dropping.LM.KEYWORD_DROPOUT = 0.5
+    data = SignDataModule(dropping, fingerprint="fingerprint", source_encoder=generator.encode_sources)
+    train, val = data.dataset("train"), data.dataset("val")
+    assert (train.keyword_dropout, val.keyword_dropout) == (0.5, 0.0)
+    torch.manual_seed(0)
+    full = [len(k or []) for k in train._keywords]
+    read = [train[i] for i in range(len(train))]
+    assert sum(len(it["keywords"] or []) for it in read) < 0.75 * sum(full)  # about half are dropped
+    for item in read:  # a dropped item's source is the one of the keywords it kept
+        (expected,) = generator.encode_sources([item["text"]], [item["keywords"]])
+        assert torch.equal(item["source"], expected)
+    assert all(len(val[i]["keywords"] or []) == len(k or []) for i, k in enumerate(val._keywords))

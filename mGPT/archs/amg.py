@@ -37,6 +37,7 @@ from torch.nn.utils.rnn import pad_sequence
 from transformers import DynamicCache, EncoderDecoderCache, MBartForConditionalGeneration, MBartTokenizer
 
 from mGPT.archs.prune_mbart import VOCAB_MAP_FILE
+from mGPT.data.keyword_layout import check_keyword_layout, keyword_positions
 from mGPT.errors import ConfigError, DataError
 from mGPT.layout import PARTS
 
@@ -106,6 +107,7 @@ class SignGenerator(nn.Module):
     (LOSS.LENGTH_WEIGHT) x the length head's squared error of log steps, the same for training and
     validation. `end_weight` (LOSS.END_WEIGHT) weighs the body head's </s> label in its cross-entropy and
     `label_smoothing` (LOSS.LABEL_SMOOTHING) smooths all three; the defaults (0, 1, 0) are the plain loss.
+    `keyword_layout` (LM.KEYWORD_LAYOUT) says where keyword codes go in the source (encode_sources).
     """
 
     def __init__(
@@ -121,8 +123,10 @@ class SignGenerator(nn.Module):
         length_weight: float = 0.0,
         end_weight: float = 1.0,
         label_smoothing: float = 0.0,
+        keyword_layout: str = "after_text",
     ):
         super().__init__()
+        self.keyword_layout = check_keyword_layout(keyword_layout)  # LM.KEYWORD_LAYOUT, mGPT.data.keyword_layout
         if len(codebook_sizes) != 3 or min(codebook_sizes) < 1:
             raise ConfigError(f"codebook_sizes must be 3 positive sizes (body, lhand, rhand), "
                               f"got {codebook_sizes}")
@@ -277,39 +281,79 @@ class SignGenerator(nn.Module):
     ) -> list[torch.Tensor]:
         """Source rows per sample, each (S_i,), unpadded, on the generator's device.
 
-        Per sample: the text's tokens, then for each keyword its word's tokens followed by its code triplets
-        <motion_id_b><hand_id_l><rhand_id_r>, then </s> and the source language code. The result depends
-        only on the texts and keywords, so a dataset can encode it once (mGPT.models.datamodule) and hand
-        it to forward(..., sources=) at every step instead.
+        Per sample (keyword_layout "after_text", SOKE's): the text's tokens, then for each keyword its word's
+        tokens followed by its code triplets <motion_id_b><hand_id_l><rhand_id_r>, then </s> and the source
+        language code. "inline": each keyword's triplets right after the tokens of the text word it was found
+        in, and no second copy of the word (see _inline_pieces). The result depends only on the texts and
+        keywords, so a dataset can encode it once (mGPT.models.datamodule) and hand it to
+        forward(..., sources=) at every step instead.
         """
         keywords = [list(k or []) for k in keywords] if keywords is not None else [[] for _ in texts]
         if len(keywords) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(keywords)} keyword lists")
         words = [word for sample in keywords for word, _ in sample]
-        token_ids = self.tokenizer(list(texts) + words, add_special_tokens=False)["input_ids"]
+        # inline: each text is tokenised word by word, so a keyword's codes can follow its word's tokens
+        units = [str(t).split() if self.keyword_layout == "inline" else [t] for t in texts]
+        token_ids = self.tokenizer([u for sample in units for u in sample] + words,
+                                   add_special_tokens=False)["input_ids"]
         flat_ids = torch.tensor(list(chain.from_iterable(token_ids)), dtype=torch.long, device=self.device)
-        rows = self.vocab_lookup[flat_ids].split([len(ids) for ids in token_ids])
-        text_rows, word_rows = rows[: len(texts)], iter(rows[len(texts) :])
+        rows = iter(self.vocab_lookup[flat_ids].split([len(ids) for ids in token_ids]))
+        unit_rows = [[next(rows) for _ in sample] for sample in units]
+        word_rows = rows  # what is left: the keywords' words, in order
 
         suffix = torch.tensor([self.eos_row, self.src_lang_row], device=self.device)
         positions = self.mbart.config.max_position_embeddings
         sources = []
-        for i, (text, text_ids) in enumerate(zip(texts, text_rows, strict=True)):
-            if len(text_ids) > self.max_text_tokens:
-                warnings.warn(f"sample {i} ({text[:40]!r}) has {len(text_ids)} text tokens, more than "
-                              f"max_text_tokens={self.max_text_tokens}; keeping the first "
-                              f"{self.max_text_tokens}", stacklevel=3)
-                text_ids = text_ids[: self.max_text_tokens]
-            pieces = [text_ids]
-            for word, codes in keywords[i]:
-                codes = self._checked_codes(codes, f"keyword {word!r} of sample {i}")
-                pieces += [next(word_rows), self.code_rows(codes).flatten()]
+        for i, text in enumerate(texts):
+            sample_rows = self._truncated_text(i, text, unit_rows[i])
+            codes = [self.code_rows(self._checked_codes(c, f"keyword {w!r} of sample {i}")).flatten()
+                     for w, c in keywords[i]]  # (3 K_j,) each
+            sample_words = [next(word_rows) for _ in keywords[i]]
+            if self.keyword_layout == "inline":
+                pieces = self._inline_pieces(units[i][: len(sample_rows)], sample_rows, keywords[i], codes,
+                                             sample_words)
+            else:
+                pieces = [*sample_rows, *chain.from_iterable(zip(sample_words, codes, strict=True))]
             sources.append(torch.cat([*pieces, suffix]))
             if len(sources[-1]) > positions:
                 raise ConfigError(f"sample {i} ({text[:40]!r}) has a source of {len(sources[-1])} tokens, more "
                                   f"than the {positions} positions of mBART: lower LM.MAX_TEXT_TOKENS, "
                                   "LM.MAX_KEYWORDS or LM.MAX_TRIPLETS")
         return sources
+
+    def _truncated_text(self, i: int, text: str, rows: list[torch.Tensor]) -> list[torch.Tensor]:
+        """A text's token rows (one tensor per word, or one for the whole text), cut to max_text_tokens
+        with a warning; words past the cut are left out."""
+        total = sum(len(r) for r in rows)
+        if total <= self.max_text_tokens:
+            return rows
+        warnings.warn(f"sample {i} ({text[:40]!r}) has {total} text tokens, more than "
+                      f"max_text_tokens={self.max_text_tokens}; keeping the first {self.max_text_tokens}",
+                      stacklevel=4)
+        kept, left = [], self.max_text_tokens
+        for r in rows:
+            if left <= 0:
+                break
+            kept.append(r[:left])
+            left -= len(kept[-1])
+        return kept
+
+    @staticmethod
+    def _inline_pieces(text_words: list[str], text_rows: list[torch.Tensor], keywords: Keywords,
+                       codes: list[torch.Tensor], keyword_rows: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The inline source before </s>: each text word's tokens, then the codes of the keyword found in it;
+        keywords no (kept) text word refers to follow the text with their word, as after_text places them."""
+        at = keyword_positions(text_words, [word for word, _ in keywords])
+        after_word = {j: k for k, j in enumerate(at) if j is not None}
+        pieces = []
+        for j, rows in enumerate(text_rows):
+            pieces.append(rows)
+            if j in after_word:
+                pieces.append(codes[after_word[j]])
+        for k, j in enumerate(at):
+            if j is None:
+                pieces += [keyword_rows[k], codes[k]]
+        return pieces
 
     def pad_sources(self, sources: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample source rows (S_i,) -> rows and attention mask, both (B, S), right-padded, on the device."""

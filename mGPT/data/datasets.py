@@ -22,6 +22,7 @@ from mGPT.data.features import (
     resample_length,
     smplx_to_features,
 )
+from mGPT.data.keyword_dropout import check_keyword_dropout, draw_mask, full_mask, kept_keywords, reachable_masks
 from mGPT.data.prepare import PackedSplit
 from mGPT.errors import ConfigError, DataError
 from mGPT.layout import FEATURE_DIMS
@@ -138,14 +139,18 @@ class CodeTextDataset(Dataset):
     motion the generated one is scored against: the clip after the length rules, through the 133-dim
     feature and back to SMPL-X (T, 179), as the tokenizer would see and return it.
 
-    Training needs no references, so the train split may leave `clips` out.
+    Training needs no references, so the train split may leave `clips` out. `keyword_dropout` p > 0
+    (the train split only, LM.KEYWORD_DROPOUT) drops an item's keywords at each read: each with
+    probability p (`dropout_mode` "each") or all together ("all"); the source of every possible drop is
+    encoded once with the rest, so reads stay as cheap as without it.
     """
 
     def __init__(self, names: Sequence[str], texts: Sequence[str], codes: SplitCodes,
                  clips: ClipSource | None = None, dictionary: SignDictionary | None = None,
                  max_keywords: int = 3, max_triplets: int = 10, min_frames: int = 40,
                  max_frames: int = 400, source_encoder: SourceEncoder | None = None,
-                 frames_per_code: int = 4) -> None:
+                 frames_per_code: int = 4, keyword_dropout: float = 0.0, dropout_mode: str = "each") -> None:
+        check_keyword_dropout(keyword_dropout, dropout_mode)
         sizes = {"names": len(names), "texts": len(texts), "codes": len(codes)}
         if clips is not None:
             sizes["clips"] = len(clips)
@@ -156,9 +161,13 @@ class CodeTextDataset(Dataset):
         self.max_keywords, self.max_triplets = max_keywords, max_triplets
         self.min_frames, self.max_frames = min_frames, max_frames
         self.frames_per_code = frames_per_code  # the tokenizer's: references are cut like the coded clips
+        self.keyword_dropout, self.dropout_mode = float(keyword_dropout), dropout_mode
         self._keywords: list | None = None
         self._sources: np.ndarray | None = None  # every item's source rows, one after the other
         self._source_offsets: np.ndarray | None = None  # (N + 1,) item i is [offsets[i], offsets[i+1])
+        # with keyword dropout: (item, keep-mask) -> (start, stop) in _dropped_sources
+        self._dropped_sources: np.ndarray | None = None
+        self._dropped_spans: dict[tuple[int, int], tuple[int, int]] = {}
         if source_encoder is not None:
             self._encode_sources(source_encoder)
 
@@ -189,6 +198,23 @@ class CodeTextDataset(Dataset):
             sources += [s.cpu().numpy() for s in encoder(texts[start:stop], self._keywords[start:stop])]
         self._source_offsets = np.cumsum([0] + [len(s) for s in sources])
         self._sources = np.concatenate(sources) if sources else np.zeros(0, dtype=np.int64)
+        if self.keyword_dropout > 0:
+            self._encode_dropped_sources(encoder)
+
+    def _encode_dropped_sources(self, encoder: SourceEncoder) -> None:
+        """The source of every keep-mask but the full one (that is _sources), for every item with keywords."""
+        wanted = [(i, mask) for i, keywords in enumerate(self._keywords) if keywords
+                  for mask in reachable_masks(len(keywords), self.dropout_mode) if mask != full_mask(len(keywords))]
+        rows, start = [], 0
+        for chunk in range(0, len(wanted), _ENCODE_CHUNK):
+            part = wanted[chunk:chunk + _ENCODE_CHUNK]
+            encoded = encoder([str(self.texts[i]) for i, _ in part],
+                              [kept_keywords(self._keywords[i], mask) for i, mask in part])
+            for key, source in zip(part, encoded, strict=True):
+                rows.append(source.cpu().numpy())
+                self._dropped_spans[key] = (start, start + len(rows[-1]))
+                start += len(rows[-1])
+        self._dropped_sources = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
 
     def lengths(self) -> np.ndarray:
         """(N, 2) per item: decoder steps (codes + </s>) and source tokens (0 when not encoded here)."""
@@ -205,11 +231,17 @@ class CodeTextDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         item = {"index": i, "name": self.names[i], "text": self.texts[i],
                 "codes": torch.from_numpy(self.codes.clip(i))}  # (N, 3)
-        if self._sources is None:
-            item["keywords"] = self._item_keywords(i)
-        else:
-            item["keywords"] = self._keywords[i]
-            item["source"] = torch.from_numpy(self._sources[self._source_offsets[i]:self._source_offsets[i + 1]])
+        keywords = self._item_keywords(i) if self._sources is None else self._keywords[i]
+        full = full_mask(len(keywords or []))
+        mask = draw_mask(len(keywords), self.keyword_dropout, self.dropout_mode) if keywords else full
+        item["keywords"] = keywords if mask == full else kept_keywords(keywords, mask)
+        if self._sources is not None:
+            if mask == full:
+                source = self._sources[self._source_offsets[i]:self._source_offsets[i + 1]]
+            else:
+                start, stop = self._dropped_spans[(i, mask)]
+                source = self._dropped_sources[start:stop]
+            item["source"] = torch.from_numpy(source)
         if self.clips is not None:
             item["reference"] = torch.from_numpy(self.reference(i))  # (T, 179)
         return item

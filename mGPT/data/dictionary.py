@@ -51,6 +51,15 @@ def subsample_codes(codes: np.ndarray, max_triplets: int) -> np.ndarray:
     return codes[rows]
 
 
+def refers_to(word: str, key: str) -> bool:
+    """True when the text word `word` is the normalised dictionary word `key`, itself or after a leading
+    clitic (the readings SignDictionary.match tries)."""
+    word = normalize_arabic(word)
+    if word == key:
+        return True
+    return len(key) >= _MIN_STEM_LETTERS and any(word == prefix + key for prefix in _PREFIXES)
+
+
 class SignDictionary:
     """Maps normalised words to their isolated-sign codes, (K, 3) int64 = [body, lhand, rhand]."""
 

@@ -100,7 +100,10 @@ class SignDataModule(pl.LightningDataModule):
                                dictionary=dictionary,
                                max_keywords=lm.MAX_KEYWORDS, max_triplets=lm.MAX_TRIPLETS,
                                min_frames=data.MIN_FRAMES, max_frames=data.MAX_FRAMES,
-                               source_encoder=self.source_encoder, frames_per_code=self.frames_per_code)
+                               source_encoder=self.source_encoder, frames_per_code=self.frames_per_code,
+                               # only training reads drop keywords: validation and test see them all
+                               keyword_dropout=lm.KEYWORD_DROPOUT if split == "train" else 0.0,
+                               dropout_mode=lm.KEYWORD_DROPOUT_MODE)
 
     def _loader(self, split: str, train: bool, batch_size: int) -> DataLoader:
         workers = self.cfg.TRAIN.NUM_WORKERS

@@ -73,7 +73,8 @@ class GeneratorModule(pl.LightningModule):
                                        head_weights=tuple(cfg.LOSS.HEAD_WEIGHTS),
                                        frames_per_code=self.tokenizer.frames_per_code,
                                        length_weight=cfg.LOSS.LENGTH_WEIGHT, end_weight=cfg.LOSS.END_WEIGHT,
-                                       label_smoothing=cfg.LOSS.LABEL_SMOOTHING)
+                                       label_smoothing=cfg.LOSS.LABEL_SMOOTHING,
+                                       keyword_layout=lm.KEYWORD_LAYOUT)
         self.kinematics = build_kinematics(cfg.KINEMATICS.BACKEND, cfg.KINEMATICS.SMPLX_DIR).requires_grad_(False)
         self.val_metrics = SignDTWMetrics(self.kinematics.parts, dtw=dtw)
         self.test_metrics = SignDTWMetrics(self.kinematics.parts, dtw=dtw)
