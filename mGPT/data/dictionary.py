@@ -51,13 +51,18 @@ def subsample_codes(codes: np.ndarray, max_triplets: int) -> np.ndarray:
     return codes[rows]
 
 
+def _readings(word: str) -> list[str]:
+    """The dictionary words a text word may be, in the order they are tried: the normalised word itself, then
+    its stem after each leading clitic that leaves at least _MIN_STEM_LETTERS letters."""
+    word = normalize_arabic(word)
+    return [word] + [word[len(prefix):] for prefix in _PREFIXES
+                     if word.startswith(prefix) and len(word) - len(prefix) >= _MIN_STEM_LETTERS]
+
+
 def refers_to(word: str, key: str) -> bool:
     """True when the text word `word` is the normalised dictionary word `key`, itself or after a leading
     clitic (the readings SignDictionary.match tries)."""
-    word = normalize_arabic(word)
-    if word == key:
-        return True
-    return len(key) >= _MIN_STEM_LETTERS and any(word == prefix + key for prefix in _PREFIXES)
+    return key in _readings(word)
 
 
 class SignDictionary:
@@ -83,14 +88,7 @@ class SignDictionary:
 
     def match(self, word: str) -> str | None:
         """The dictionary word that `word` refers to, trying it without a leading clitic if needed."""
-        word = normalize_arabic(word)
-        if word in self._codes:
-            return word
-        for prefix in _PREFIXES:
-            stem = word[len(prefix) :]
-            if word.startswith(prefix) and len(stem) >= _MIN_STEM_LETTERS and stem in self._codes:
-                return stem
-        return None
+        return next((reading for reading in _readings(word) if reading in self._codes), None)
 
     def get(self, word: str) -> np.ndarray | None:
         """Codes (K, 3) for `word` (see match), or None."""
