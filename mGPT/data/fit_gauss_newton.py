@@ -28,6 +28,7 @@ bench/bench_fit.py compares it with L-BFGS side by side (docs/fitting.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -115,8 +116,11 @@ class Group:
     hands: bool  # the finger groups: each chain's first point is its hand's wrist, and hands have depth
     front: list[int]  # the body group: where the two wrist landmarks are among the points (the chest last)
     body_columns: int  # how many of the columns are body joints' (before the body position's three)
-    position: bool = True  # the body position's three columns follow the body joints'
 
+    @property
+    def position(self) -> bool:
+        """Whether the body position's three columns follow the body joints' (3 per slot, else)."""
+        return self.columns.shape[1] == 3 * self.slots.shape[1] + 3
 
 
 def chain_groups(model: PoseModel) -> tuple[Group, Group]:
@@ -298,7 +302,7 @@ def fingers_alone(fingers: Group) -> Group:
     finger fitted with the arms held needs, at a fraction of the whole group's cost."""
     arm_slots = fingers.body_columns // 3
     return replace(fingers, slots=fingers.slots[:, arm_slots:], carried=fingers.carried[:, :, arm_slots:],
-                   columns=fingers.columns[:, GROUP_FINGER], body_columns=0, position=False)
+                   columns=fingers.columns[:, GROUP_FINGER], body_columns=0)
 
 
 @dataclass
@@ -550,21 +554,37 @@ def _shape_step(model: PoseModel, problem: FitProblem, settings: FitSettings, st
         0, signer, weighted.transpose(1, 2) @ jacobian) + prior * torch.eye(10, device=jacobian.device)
     gradient = torch.zeros(signers, 10, device=jacobian.device).index_add_(
         0, signer, (weighted * residual[..., None]).sum(1)) + prior * state["betas"]
-    scale = hessian.diagonal(dim1=-2, dim2=-1)
-    system = hessian + torch.diag_embed(damping[:, None] * (scale + DAMPING_FLOOR * scale.mean(-1, True)))
-    step = -(_spd_inverse(system) @ gradient[..., None])[..., 0]
+    step = _damped_step(hessian, gradient, damping)
+    return _keep_better_signers(model, problem, settings, state, posed, stage_weight, "betas",
+                                state["betas"] + step, lambda betas: prior * betas.pow(2).sum(1))
+
+
+def _damped_step(hessian: Tensor, gradient: Tensor, damping: Tensor) -> Tensor:
+    """Marquardt's step of signer systems H (S, ..., k, k), g (S, ..., k), damping (S,): -(H + D)^-1 g, D the
+    damped, floored diagonal of H as the frames' steps have it."""
+    scale = hessian.diagonal(dim1=-2, dim2=-1)  # (S, ..., k)
+    per_signer = damping.reshape(-1, *[1] * (scale.dim() - 1))
+    system = hessian + torch.diag_embed(per_signer * (scale + DAMPING_FLOOR * scale.mean(-1, True)))
+    return -(_spd_inverse(system) @ gradient[..., None])[..., 0]
+
+
+def _keep_better_signers(model: PoseModel, problem: FitProblem, settings: FitSettings, state: dict[str, Tensor],
+                         posed: Posed, stage_weight: Tensor, key: str, moved: Tensor,
+                         prior: Callable[[Tensor], Tensor]) -> tuple[dict[str, Tensor], Posed, Tensor]:
+    """state[key], a per-signer unknown, moved to `moved` for each signer whose loss went down (its frames'
+    terms plus prior(value), (S,)). -> state, posed, which signers moved."""
+    signer, signers = problem.signer_index, state[key].shape[0]
 
     def signer_loss(candidate: dict[str, Tensor], candidate_posed: Posed) -> Tensor:
         frames = frame_losses(model, problem, settings, candidate, stage_weight, candidate_posed.as_tuple())
-        return _per(signer, frames, signers) + prior * candidate["betas"].pow(2).sum(1)
+        return _per(signer, frames, signers) + prior(candidate[key])
 
-    candidate = dict(state, betas=state["betas"] + step)
+    candidate = dict(state, **{key: moved})
     candidate_posed = _pose(model, problem, candidate)
     better = signer_loss(candidate, candidate_posed) < signer_loss(state, posed)
-    frames_better = better[signer]
-    posed = Posed(*(_pick(frames_better, new, old) for new, old in zip(candidate_posed.as_tuple(),
-                                                                       posed.as_tuple(), strict=True)))
-    return dict(state, betas=_pick(better, candidate["betas"], state["betas"])), posed, better
+    posed = Posed(*(_pick(better[signer], new, old) for new, old in zip(candidate_posed.as_tuple(),
+                                                                        posed.as_tuple(), strict=True)))
+    return dict(state, **{key: _pick(better, moved, state[key])}), posed, better
 
 
 def marks_system(model: PoseModel, problem: FitProblem, settings: FitSettings, state: dict[str, Tensor],
@@ -589,22 +609,10 @@ def _marks_step(model: PoseModel, problem: FitProblem, settings: FitSettings, st
                 posed: Posed, stage_weight: Tensor, damping: Tensor) -> tuple[dict[str, Tensor], Posed, Tensor]:
     """One damped Gauss-Newton step of each signer's landmark shifts (S, L, 3) with the frames held, kept per
     signer where it lowered that signer's loss. -> state, posed, which signers moved."""
-    signer, signers = problem.signer_index, state["marks"].shape[0]
     hessian, gradient = marks_system(model, problem, settings, state, posed, stage_weight)
-    scale = hessian.diagonal(dim1=-2, dim2=-1)
-    system = hessian + torch.diag_embed(damping[:, None, None] * (scale + DAMPING_FLOOR * scale.mean(-1, True)))
-    step = -(_spd_inverse(system) @ gradient[..., None])[..., 0] * problem.calibrated[:, None]
-
-    def signer_loss(candidate: dict[str, Tensor], candidate_posed: Posed) -> Tensor:
-        frames_loss = frame_losses(model, problem, settings, candidate, stage_weight, candidate_posed.as_tuple())
-        return _per(signer, frames_loss, signers) + mark_prior(problem, settings, candidate["marks"])
-
-    candidate = dict(state, marks=state["marks"] + step)
-    candidate_posed = _pose(model, problem, candidate)
-    better = signer_loss(candidate, candidate_posed) < signer_loss(state, posed)
-    posed = Posed(*(_pick(better[signer], new, old) for new, old in zip(candidate_posed.as_tuple(),
-                                                                        posed.as_tuple(), strict=True)))
-    return dict(state, marks=_pick(better, candidate["marks"], state["marks"])), posed, better
+    step = _damped_step(hessian, gradient, damping) * problem.calibrated[:, None]
+    return _keep_better_signers(model, problem, settings, state, posed, stage_weight, "marks",
+                                state["marks"] + step, lambda marks: mark_prior(problem, settings, marks))
 
 
 def _damp(damping: Tensor, better: Tensor) -> Tensor:
