@@ -238,6 +238,36 @@ def linearise(model: PoseModel, problem: FitProblem, settings: FitSettings, stat
                       torch.cat([posed.marks, posed.joints[:, problem.chest, None]], dim=1))
 
 
+def _levers(lin: Linearised, group: Group) -> Tensor:
+    """(N, G, 6, 3K) per chain, each free joint's A_k = G_k J_r(theta_k) over [o_k]x A_k.
+
+    A turn d of joint k moves a point p by (A_k d) x (p - o_k), which a row axis a sees as
+    (p x a) . A_k d + a . [o_k]x A_k d: one row [p x a, a] (6) times this lever, shared by every point the
+    joint carries, instead of one cross product per point and joint."""
+    frames = lin.frames[:, group.slots]  # (N, G, K, 3, 3)
+    n, g_count, k_count = frames.shape[:3]
+    origins = lin.origins[:, group.slots] - _reference(lin, group)[:, :, None]  # (N, G, K, 3)
+    lever = torch.cat([frames, _skew_times(origins, frames)], dim=-2)  # (N, G, K, 6, 3)
+    return lever.permute(0, 1, 3, 2, 4).reshape(n, g_count, 6, 3 * k_count)
+
+
+def _reference(lin: Linearised, group: Group) -> Tensor:
+    """(N, G, 3) each chain's last joint: points and joints are taken about it, so that a finger joint's short
+    lever is not the difference of two long ones in single precision."""
+    return lin.origins[:, group.slots[:, -1]]
+
+
+def _turn_rows(points: Tensor, axes: Tensor, levers: Tensor, carried: Tensor) -> Tensor:
+    """points (N, G, M, 3) about the chains' _reference, row axes (N, G, M, R, 3), levers (N, G, 6, 3K),
+    carried (G, M, K)
+    -> (N, G, M, R, 3K): d (each point's coordinate along each row axis) / d (each joint's turn)."""
+    n, g_count, m_count, r_count = axes.shape[:4]
+    point_rows = torch.cat([_cross(points[:, :, :, None].expand_as(axes), axes), axes], dim=-1)  # (N, G, M, R, 6)
+    rows = (point_rows.reshape(n, g_count, m_count * r_count, 6) @ levers).reshape(
+        n, g_count, m_count, r_count, -1, 3)
+    return (rows * carried[:, :, None, :, None]).reshape(n, g_count, m_count, r_count, -1)
+
+
 def _group_system(group: Group, problem: FitProblem, settings: FitSettings, lin: Linearised,
                   translation: Tensor) -> tuple[Tensor, Tensor]:
     """One group's share of every frame's normal equations: H (N, G, C, C), g (N, G, C)."""
@@ -251,13 +281,8 @@ def _group_system(group: Group, problem: FitProblem, settings: FitSettings, lin:
     points = lin.points[:, group.points]  # (N, G, M, 3)
     # the camera-depth row only where the input has relative depth: the rest is a third less work
     axes = lin.row_axes[:, marks, :3 if with_depth else 2]  # (N, G, M, R, 3), R = 3 or 2 rows
-    arms = points[:, :, :, None] - lin.origins[:, group.slots][:, :, None]  # (N, G, M, K, 3)
-    # a row axis a sees a turn d of joint k as a . (A_k d) x arm = (arm x a) . A_k d
-    arms = arms * group.carried[..., None]
-    turned = _cross(arms[:, :, :, :, None], axes[:, :, :, None])  # (N, G, M, K, R, 3)
-    frames = lin.frames[:, group.slots]  # (N, G, K, 3, 3)
-    rows = torch.einsum("ngmkri,ngkij->ngmrkj", turned, frames).reshape(n, g_count, m_count, axes.shape[3],
-                                                                        3 * k_count)
+    levers = _levers(lin, group)  # (N, G, 6, 3K)
+    rows = _turn_rows(points - _reference(lin, group)[:, :, None], axes, levers, group.carried)  # (N, G, M, R, 3K)
     if group.position:  # body position: d point / d translation = flip
         rows = torch.cat([rows[..., :group.body_columns], axes * FLIP.to(axes), rows[..., group.body_columns:]],
                          dim=-1)
@@ -278,17 +303,19 @@ def _group_system(group: Group, problem: FitProblem, settings: FitSettings, lin:
     if group.front:  # the body group: wrists in front of the chest, in SMPL-X's forward z
         forward = torch.zeros(3, device=points.device)
         forward[2] = 1.0
-        moves = torch.einsum("nmki,nkij->nmkj", _cross(arms[:, 0], forward), frames[:, 0]).reshape(
-            n, m_count, -1)  # (N, M, 3K)
+        ends = [*group.front, m_count - 1]  # the two wrists and the chest
+        moves = _turn_rows(points[:, :1, ends] - _reference(lin, group)[:, :1, None], forward.expand(n, 1, 3, 1, 3),
+                           levers[:, :1], group.carried[:1, ends])[:, 0, :, 0]  # (N, 3, 3K)
         behind = points[:, 0, group.front, 2] - points[:, 0, -1:, 2]  # (N, 2)
-        behind_j = moves[:, group.front] - moves[:, -1:]
+        behind_j = moves[:, :2] - moves[:, 2:]
         jacobians.append(-torch.cat([behind_j, behind_j.new_zeros(n, 2, 3)], dim=-1)[:, None])
         weights.append((settings.in_front / (n * 2) * (settings.front_margin - behind > 0))[:, None])
         residuals.append(torch.relu(settings.front_margin - behind)[:, None])
     jacobian = torch.cat(jacobians, dim=2)  # (N, G, R, C)
     weight, residual = torch.cat(weights, dim=2), torch.cat(residuals, dim=2)
     weighted = jacobian * weight[..., None]
-    return weighted.transpose(2, 3) @ jacobian, (weighted * residual[..., None]).sum(2)
+    # a transposed view would be copied inside the batched product; einsum lays it out once
+    return torch.einsum("ngrc,ngrd->ngcd", weighted, jacobian), (weighted * residual[..., None]).sum(2)
 
 
 # Finger group columns: root (3), arm (12), body position (3), the finger's joints (9). Its arm part lands in
