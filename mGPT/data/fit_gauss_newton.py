@@ -238,27 +238,20 @@ def linearise(model: PoseModel, problem: FitProblem, settings: FitSettings, stat
                       torch.cat([posed.marks, posed.joints[:, problem.chest, None]], dim=1))
 
 
-def _levers(lin: Linearised, group: Group) -> Tensor:
-    """(N, G, 6, 3K) per chain, each free joint's A_k = G_k J_r(theta_k) over [o_k]x A_k.
+def _levers(frames: Tensor, origins: Tensor) -> Tensor:
+    """frames (N, G, K, 3, 3) each chain's free joints' A_k = G_k J_r(theta_k), origins (N, G, K, 3) their places
+    -> (N, G, 6, 3K) each joint's A_k over [o_k]x A_k.
 
     A turn d of joint k moves a point p by (A_k d) x (p - o_k), which a row axis a sees as
     (p x a) . A_k d + a . [o_k]x A_k d: one row [p x a, a] (6) times this lever, shared by every point the
     joint carries, instead of one cross product per point and joint."""
-    frames = lin.frames[:, group.slots]  # (N, G, K, 3, 3)
     n, g_count, k_count = frames.shape[:3]
-    origins = lin.origins[:, group.slots] - _reference(lin, group)[:, :, None]  # (N, G, K, 3)
     lever = torch.cat([frames, _skew_times(origins, frames)], dim=-2)  # (N, G, K, 6, 3)
     return lever.permute(0, 1, 3, 2, 4).reshape(n, g_count, 6, 3 * k_count)
 
 
-def _reference(lin: Linearised, group: Group) -> Tensor:
-    """(N, G, 3) each chain's last joint: points and joints are taken about it, so that a finger joint's short
-    lever is not the difference of two long ones in single precision."""
-    return lin.origins[:, group.slots[:, -1]]
-
-
 def _turn_rows(points: Tensor, axes: Tensor, levers: Tensor, carried: Tensor) -> Tensor:
-    """points (N, G, M, 3) about the chains' _reference, row axes (N, G, M, R, 3), levers (N, G, 6, 3K),
+    """points (N, G, M, 3) taken about the levers' origin, row axes (N, G, M, R, 3), levers (N, G, 6, 3K),
     carried (G, M, K)
     -> (N, G, M, R, 3K): d (each point's coordinate along each row axis) / d (each joint's turn)."""
     n, g_count, m_count, r_count = axes.shape[:4]
@@ -276,13 +269,17 @@ def _group_system(group: Group, problem: FitProblem, settings: FitSettings, lin:
     if group.hands and not with_depth:  # a chain's wrist point is there only for the depth rows (weight 0)
         group = replace(group, points=group.points[:, 1:], carried=group.carried[:, 1:],
                         pixel_weight=group.pixel_weight[:, 1:])
-    g_count, m_count, k_count = group.carried.shape
+    g_count, m_count = group.carried.shape[:2]
     marks = group.points.clamp(min=0)  # the chest (-1) has no pixel rows: its weight is 0
     points = lin.points[:, group.points]  # (N, G, M, 3)
     # the camera-depth row only where the input has relative depth: the rest is a third less work
     axes = lin.row_axes[:, marks, :3 if with_depth else 2]  # (N, G, M, R, 3), R = 3 or 2 rows
-    levers = _levers(lin, group)  # (N, G, 6, 3K)
-    rows = _turn_rows(points - _reference(lin, group)[:, :, None], axes, levers, group.carried)  # (N, G, M, R, 3K)
+    # points and joints about each chain's last joint, so that a finger joint's short lever is not the
+    # difference of two long ones in single precision
+    reference = lin.origins[:, group.slots[:, -1], None]  # (N, G, 1, 3)
+    about = points - reference  # (N, G, M, 3)
+    levers = _levers(lin.frames[:, group.slots], lin.origins[:, group.slots] - reference)  # (N, G, 6, 3K)
+    rows = _turn_rows(about, axes, levers, group.carried)  # (N, G, M, R, 3K)
     if group.position:  # body position: d point / d translation = flip
         rows = torch.cat([rows[..., :group.body_columns], axes * FLIP.to(axes), rows[..., group.body_columns:]],
                          dim=-1)
@@ -304,8 +301,8 @@ def _group_system(group: Group, problem: FitProblem, settings: FitSettings, lin:
         forward = torch.zeros(3, device=points.device)
         forward[2] = 1.0
         ends = [*group.front, m_count - 1]  # the two wrists and the chest
-        moves = _turn_rows(points[:, :1, ends] - _reference(lin, group)[:, :1, None], forward.expand(n, 1, 3, 1, 3),
-                           levers[:, :1], group.carried[:1, ends])[:, 0, :, 0]  # (N, 3, 3K)
+        moves = _turn_rows(about[:, :1, ends], forward.expand(n, 1, 3, 1, 3), levers[:, :1],
+                           group.carried[:1, ends])[:, 0, :, 0]  # (N, 3, 3K)
         behind = points[:, 0, group.front, 2] - points[:, 0, -1:, 2]  # (N, 2)
         behind_j = moves[:, :2] - moves[:, 2:]
         jacobians.append(-torch.cat([behind_j, behind_j.new_zeros(n, 2, 3)], dim=-1)[:, None])
