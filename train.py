@@ -89,8 +89,10 @@ def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list[pl.Callback]:
         ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=cfg.TRAIN.MONITOR, mode=monitor_mode(cfg),
                         save_top_k=1, save_on_train_epoch_end=False, enable_version_counter=False,
                         auto_insert_metric_name=False, every_n_epochs=judge_every),
-        ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True, save_on_train_epoch_end=True,
-                        enable_version_counter=False),
+        # a one-file "top 1" without a monitor, not save_last: since Lightning 2.6, save_last with save_top_k=0
+        # writes last.ckpt only when training ends, so a disconnect lost every epoch since the start
+        ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
+                        save_on_train_epoch_end=True, enable_version_counter=False),
         LearningRateMonitor(logging_interval="step"),
         TQDMProgressBar(),  # plain text bars read well in Colab cells and log files alike
     ]

@@ -74,14 +74,26 @@ class LineModule(pl.LightningModule):
         return DataLoader(torch.ones(2, 1), batch_size=2)
 
 
+class LastCheckpointProbe(pl.Callback):
+    """The global step that last.ckpt holds when each epoch starts (None: no file yet)."""
+
+    def __init__(self, path) -> None:
+        self.path, self.steps = path, []
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.steps.append(read_checkpoint(self.path)["global_step"] if self.path.is_file() else None)
+
+
 def test_last_checkpoint_follows_every_epoch_and_best_only_validated_ones(tmp_path) -> None:
     # 3 epochs, validation after the 2nd only: last.ckpt must hold the 3rd (resuming would redo it otherwise)
     cfg = load_config(DEMO_DETO, ["ACCELERATOR=cpu", "TRAIN.MAX_EPOCHS=3", "TRAIN.VAL_EVERY_N_EPOCHS=2",
                                   "TRAIN.MONITOR=val/loss", "TRAIN.LOG_EVERY_N_STEPS=1"])
     ckpt_dir = tmp_path / "checkpoints"
     logger = TensorBoardLogger(save_dir=str(tmp_path), name="", version="logs")
-    trainer = build_trainer(cfg, ckpt_dir, build_callbacks(cfg, ckpt_dir), logger)
+    probe = LastCheckpointProbe(ckpt_dir / "last.ckpt")
+    trainer = build_trainer(cfg, ckpt_dir, [*build_callbacks(cfg, ckpt_dir), probe], logger)
     trainer.fit(LineModule())
+    assert probe.steps == [None, 2, 4]  # on disk while training, as a killed Colab runtime leaves it
     assert sorted(p.name for p in ckpt_dir.iterdir()) == ["best.ckpt", "last.ckpt"]
     assert read_checkpoint(ckpt_dir / "last.ckpt")["global_step"] == 6
     assert read_checkpoint(ckpt_dir / "best.ckpt")["global_step"] == 4
