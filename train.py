@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar, WeightAveraging
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
 from mGPT.config import cache_dir, exp_dir, monitor_mode, monitors_generation, parse_args
 from mGPT.data.datasets import ClipSourceFactory, from_cache
-from mGPT.errors import run_cli
+from mGPT.errors import ConfigError, run_cli
 from mGPT.files import writable_dir
 from mGPT.models.checkpoints import AtomicCheckpointIO
 
@@ -55,9 +57,12 @@ def build_module(cfg: DictConfig, clip_source: ClipSourceFactory = from_cache
                                               train_frames=[int(n) for n in train.lengths])
         return module, MotionTextDataModule(cfg, stats["mean133"], stats["std133"])
 
+    from mGPT.archs.slt import load_evaluator
     from mGPT.models.lm_module import GeneratorModule
 
-    module = GeneratorModule.from_config(cfg)
+    # loaded first: a wrong path fails before the training, not at the first generation epoch
+    evaluator = load_evaluator(cfg.TRAIN.BACK_TRANSLATION) if cfg.TRAIN.BACK_TRANSLATION else None
+    module = GeneratorModule.from_config(cfg, evaluator=evaluator)
     # sources are encoded once per split by the generator itself, not at every step
     return module, SignDataModule(cfg, fingerprint=module.fingerprint, clip_source=clip_source,
                                   source_encoder=module.generator.encode_sources,
@@ -78,6 +83,21 @@ def build_trainer(cfg: DictConfig, ckpt_dir, callbacks=(), logger=True) -> pl.Tr
     )
 
 
+def moving_average(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The exponential moving average of one weight, for Lightning's WeightAveraging: average + (1 - decay) x
+    (current - average). Written as a lerp, a weight that has not moved (the frozen tokenizer and evaluator) stays
+    bit for bit: torch's decay x average + (1 - decay) x current rounds it away by an ulp, and a tokenizer whose
+    weights change no longer matches its codes and dictionary."""
+    if not 0.0 < decay < 1.0:
+        raise ConfigError(f"TRAIN.EMA_DECAY must be in (0, 1) (0 = off), got {decay}")
+
+    @torch.no_grad()
+    def update(average: torch.Tensor, current: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+        return average.lerp(current, 1.0 - decay)
+
+    return update
+
+
 def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list[pl.Callback]:
     """Checkpoints (best.ckpt, last.ckpt), learning-rate logging and progress bars."""
     # Generation metrics are logged only on generation epochs: best.ckpt is judged on those alone.
@@ -96,6 +116,10 @@ def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list[pl.Callback]:
         LearningRateMonitor(logging_interval="step"),
         TQDMProgressBar(),  # plain text bars read well in Colab cells and log files alike
     ]
+    if cfg.TRAIN.EMA_DECAY > 0:
+        # validation, best.ckpt and last.ckpt hold the moving average; training steps move the live weights
+        # (buffers are fixed data here: use_buffers=False copies them instead of averaging them)
+        callbacks.append(WeightAveraging(use_buffers=False, avg_fn=moving_average(cfg.TRAIN.EMA_DECAY)))
     if cfg.TRAIN.CKPT_EVERY_N_STEPS > 0:
         # both callbacks write last.ckpt; without enable_version_counter=False the second makes last-v1.ckpt
         callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,

@@ -22,7 +22,7 @@ VQ_PARTS = ("BODY", "LHAND", "RHAND")
 RETIRED_KEYS = ("BASELINE", *(f"VQ.{part}.NFEATS" for part in VQ_PARTS))
 STAGES = ("vae", "lm", "slt")  # tokenizer, generator, back-translation evaluator
 # Monitored values where higher is better (best.ckpt keeps the highest); every other one, the lowest.
-SCORE_MONITORS = ("val/BLEU", "val/chrF", "val/ROUGE")
+SCORE_MONITORS = ("val/BLEU", "val/chrF", "val/ROUGE", "val/BT_")  # val/BT_*: stage 2's back-translation
 
 
 def _read_yaml(path: Path) -> DictConfig:
@@ -140,12 +140,14 @@ def load_config(cfg_path: str | Path, overrides: list[str] | None = None) -> Dic
 
 
 def monitors_generation(cfg: DictConfig) -> bool:
-    """True when best.ckpt is judged by a stage 2 generation metric (val/DTW_*), logged only on generation epochs."""
-    return cfg.STAGE == "lm" and cfg.TRAIN.MONITOR.startswith("val/DTW")
+    """True when best.ckpt is judged by a stage 2 generation metric (val/DTW_*, or the back-translation scores
+    val/BT_*), logged only on generation epochs."""
+    return cfg.STAGE == "lm" and cfg.TRAIN.MONITOR.startswith(("val/DTW", "val/BT_"))
 
 
 def monitor_mode(cfg: DictConfig) -> str:
-    """"max" when TRAIN.MONITOR is a translation score (stage slt: val/BLEU4), else "min" (losses, errors)."""
+    """"max" when TRAIN.MONITOR is a translation score (stage slt: val/BLEU4; stage 2: val/BT_BLEU4), else "min"
+    (losses, errors)."""
     return "max" if cfg.TRAIN.MONITOR.startswith(SCORE_MONITORS) else "min"
 
 
@@ -157,6 +159,12 @@ def _check_generation_schedule(cfg: DictConfig, cfg_path: str | Path) -> None:
         raise ConfigError(
             f"TRAIN.GEN_VAL_EVERY_N_EPOCHS={every} must be a multiple of TRAIN.VAL_EVERY_N_EPOCHS={val_every} "
             f"(from {cfg_path}): generation validation only runs in epochs that validate"
+        )
+    if train.MONITOR.startswith("val/BT_") and not train.BACK_TRANSLATION:
+        raise ConfigError(
+            f"TRAIN.MONITOR={train.MONITOR} is a back-translation score, but TRAIN.BACK_TRANSLATION names no "
+            f"evaluator (from {cfg_path}); set TRAIN.BACK_TRANSLATION=<stage slt checkpoint> (train one with "
+            "train.py --cfg configs/slt.yaml) or monitor val/DTW_MPJPE_mean"
         )
     if monitors_generation(cfg) and every <= 0:
         raise ConfigError(

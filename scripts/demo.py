@@ -1,10 +1,10 @@
 """The whole chain on the embedded synthetic sample, on CPU: what `make demo` runs.
 
-data -> cache -> tokenizer (train, test) -> codes -> tiny mBART -> dictionary -> generator (train) ->
-back-translation evaluator (train) -> generator test with back-translation, videos -> baselines -> the
-back-translation table (ground truth, tokenizer, generator, baselines). Every step is the same command a
-user would type; each is printed before it runs. Re-running skips finished work (data and models already
-there, training resumes from last.ckpt).
+data -> cache -> tokenizer (train, test) -> codes -> tiny mBART -> dictionary -> back-translation evaluator
+(train) -> generator (train, its val signing read by the evaluator) -> generator test with back-translation,
+videos -> baselines -> the back-translation table (ground truth, tokenizer, generator, baselines). Every
+step is the same command a user would type; each is printed before it runs. Re-running skips finished work
+(data and models already there, training resumes from last.ckpt).
 """
 
 from __future__ import annotations
@@ -50,9 +50,11 @@ def main() -> int:
                                                       "--out", TINY_MBART], skip_if=f"{TINY_MBART}/config.json"),
         "dictionary": step("7/11 sign dictionary", [py, "scripts/build_dictionary.py", "--tokenizer", TOKENIZER_CKPT,
                                                    "--data-root", DATA]),
-        "generator train": step("8/11 train the generator (stage 2)", [py, "train.py", "--cfg", GENERATOR_CFG]),
-        "evaluator train": step("9/11 train the back-translation evaluator (sign-to-text)",
+        # the evaluator first: it reads the generator's val signing while the generator trains (val/BT_* scores)
+        "evaluator train": step("8/11 train the back-translation evaluator (sign-to-text)",
                                 [py, "train.py", "--cfg", EVALUATOR_CFG]),
+        "generator train": step("9/11 train the generator (stage 2)", [py, "train.py", "--cfg", GENERATOR_CFG,
+                                                                       f"TRAIN.BACK_TRANSLATION={EVALUATOR_CKPT}"]),
         "generator test": step("10/11 test the generator, back-translate, render videos",
                                [py, "test.py", "--cfg", GENERATOR_CFG, "TEST.SAVE_VIDEOS=2",
                                 "TEST.SAVE_PREDICTIONS=true", f"TEST.BACK_TRANSLATION={EVALUATOR_CKPT}"]),

@@ -15,13 +15,15 @@ import pytest
 import sacrebleu
 import torch
 from conftest import DEMO_SOKE, REPO, TrainRun, generator_overrides
+from test_length import _lm_config, _tiny_deto
 
 from mGPT.archs.slt import SPECIALS, SignToText, build_vocabulary, load_evaluator
-from mGPT.config import load_config, monitor_mode
+from mGPT.config import load_config, monitor_mode, monitors_generation
 from mGPT.data.arabic import normalize_arabic
-from mGPT.errors import CheckpointError
-from mGPT.metrics.back_translation import back_translate, score_translations
+from mGPT.errors import CheckpointError, ConfigError
+from mGPT.metrics.back_translation import back_translate, score_translations, translate_params
 from mGPT.metrics.text_scores import corpus_scores, sentence_scores
+from mGPT.models.lm_module import GeneratorModule
 
 # with diacritics, hamza forms and taa marbuta, as people type them; the model answers in the normalised form
 SENTENCES = ["أنا أذهبُ إلى المدرسة", "هو يأكل خبزاً", "نحن نشرب الماء اليوم", "هي تقرأ كتاباً جديداً",
@@ -273,6 +275,48 @@ def test_best_checkpoint_keeps_the_highest_score_and_the_lowest_loss() -> None:
     assert monitor_mode(load_config(configs / "demo" / "slt.yaml", ["TRAIN.MONITOR=val/loss"])) == "min"
     assert monitor_mode(load_config(configs / "demo" / "deto.yaml")) == "min"
     assert load_config(configs / "slt.yaml").TRAIN.MONITOR == "val/BLEU4"
+    # a generator judged by its back-translation keeps its highest val/BT_BLEU4, on generation epochs only
+    generator = load_config(configs / "soke.yaml", ["TRAIN.MONITOR=val/BT_BLEU4", "TRAIN.BACK_TRANSLATION=e.ckpt"])
+    assert monitor_mode(generator) == "max" and monitors_generation(generator)
+    with pytest.raises(ConfigError, match="TRAIN.BACK_TRANSLATION names no evaluator"):
+        load_config(configs / "soke.yaml", ["TRAIN.MONITOR=val/BT_BLEU4"])
+
+
+@pytest.mark.filterwarnings(r"ignore:Found \d+ module\(s\) in eval mode")  # the frozen parts, on purpose
+def test_generation_validation_logs_the_evaluators_reading_and_never_saves_it(overfit, tiny_mbart,
+                                                                              monkeypatch) -> None:
+    evaluator = overfit[0]
+    module = GeneratorModule(_lm_config(tiny_mbart), _tiny_deto(), evaluator=evaluator)
+    module.train()
+    assert module.generator.training and not module.evaluator.training  # its dropout stays off
+    module.eval()
+    logged: dict = {}
+    monkeypatch.setattr(module, "log_dict", lambda values, **kwargs: logged.update(values))
+    monkeypatch.setattr(module, "log", lambda name, value, **kwargs: logged.update({name: value}))
+    monkeypatch.setattr(module, "_generation_epoch", lambda: True)
+    monkeypatch.setattr(module, "_log_videos", lambda samples: None)  # no trainer, no TensorBoard here
+
+    def batch(rows: list[int]) -> dict:
+        return {"texts": [SENTENCES[i] for i in rows], "keywords": [None] * len(rows), "index": torch.tensor(rows),
+                "codes": [torch.zeros(4, 3, dtype=torch.long)] * len(rows), "names": [f"c{i}" for i in rows],
+                "references": [torch.zeros(FRAMES[i], 179) for i in rows]}
+
+    # a distributed sampler's padding repeats clip 0: it is read once; the batches come in another order
+    for batch_idx, rows in enumerate(([3, 4, 5, 0], [0, 1, 2])):
+        module.validation_step(batch(rows), batch_idx)
+    module.on_validation_epoch_end()
+    params = module.decode_smplx(SENTENCES, None)[1]
+    expected = corpus_scores(translate_params(evaluator, params), SENTENCES)
+    assert {f"val/BT_{k}": v for k, v in expected.items()} == pytest.approx(
+        {k: v for k, v in logged.items() if k.startswith("val/BT_")})
+    assert "val/DTW_MPJPE_mean" in logged and module.val_readings == []
+
+    saved = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(saved)
+    assert not any(key.startswith("evaluator.") for key in saved["state_dict"])  # a checkpoint of its own
+    module.on_load_checkpoint(saved)  # resuming with the evaluator fills it in from the loaded one
+    module.load_state_dict(saved["state_dict"])
+    torch.testing.assert_close(module.evaluator.state_dict(), evaluator.state_dict())
 
 
 # ---------------------------------------------------------------- through the commands
@@ -346,10 +390,34 @@ def test_test_py_and_the_script_score_ground_truth_reconstruction_and_baselines(
 def test_a_generators_test_adds_back_translation_and_the_script_reads_its_predictions(
         run_command, workdir, evaluator_run, small_sample, tiny_tokenizer, motion_codes, tiny_mbart,
         sign_dictionary) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from mGPT.data.prepare import load_cache
+
     generator = generator_overrides(small_sample, tiny_tokenizer, tiny_mbart, "bt_soke")
-    run_command([REPO / "train.py", "--cfg", DEMO_SOKE, *generator, "TRAIN.MAX_EPOCHS=1", "TRAIN.VAL_EVERY_N_EPOCHS=1",
-                 "TRAIN.GEN_VAL_EVERY_N_EPOCHS=1", "TRAIN.VAL_VIDEOS=0"])
     evaluator = evaluator_run.checkpoints / "best.ckpt"
+    # trained with the evaluator reading its val signing, best.ckpt judged by that reading
+    run_command([REPO / "train.py", "--cfg", DEMO_SOKE, *generator, "TRAIN.MAX_EPOCHS=2", "TRAIN.VAL_EVERY_N_EPOCHS=1",
+                 "TRAIN.GEN_VAL_EVERY_N_EPOCHS=1", "TRAIN.VAL_VIDEOS=0", f"TRAIN.BACK_TRANSLATION={evaluator}",
+                 "TRAIN.MONITOR=val/BT_BLEU4"])
+    exp = workdir / "experiments" / "mgpt" / "bt_soke"
+    events = EventAccumulator(str(exp / "logs"))
+    events.Reload()
+    assert {f"val/BT_{k}" for k in ("BLEU1", "BLEU4", "chrF", "ROUGE_L")} <= set(events.Tags()["scalars"])
+    assert any(tag.startswith("val/back_translation") for tag in events.Tags()["tensors"])
+    checkpoint = torch.load(exp / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    assert not any(key.startswith("evaluator.") for key in checkpoint["state_dict"])
+    (key,) = [k for k in checkpoint["callbacks"] if "'monitor': 'val/BT_BLEU4'" in k]
+    bleu = {e.step: e.value for e in events.Scalars("val/BT_BLEU4")}
+    assert "'mode': 'max'" in key and len(bleu) == 2
+    assert float(checkpoint["callbacks"][key]["best_model_score"]) == pytest.approx(max(bleu.values()))
+    # the training's reading of the val split is test.py's reading of best.ckpt on the same split
+    run_command([REPO / "test.py", "--cfg", DEMO_SOKE, *generator, f"TEST.BACK_TRANSLATION={evaluator}",
+                 "TEST.SPLIT=val"])
+    val = json.loads((workdir / "results" / "mgpt" / "bt_soke" / "test_rank_0" / "test_summary.json").read_text())
+    assert val["samples"] == len(load_cache(small_sample / "_cache", "val"))
+    assert val["back_translation"]["corpus"]["BLEU4"] == pytest.approx(max(bleu.values()), abs=1e-4)
+
     result = run_command([REPO / "test.py", "--cfg", DEMO_SOKE, *generator, f"TEST.BACK_TRANSLATION={evaluator}",
                           "TEST.SAVE_PREDICTIONS=true"])
     assert "back-translation" in result.stdout

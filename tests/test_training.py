@@ -22,7 +22,7 @@ from mGPT.archs.deto import DETO, load_tokenizer
 from mGPT.config import load_config
 from mGPT.data.features import apply_length_rules, smplx_to_features
 from mGPT.data.prepare import load_cache, load_stats
-from mGPT.errors import CheckpointError
+from mGPT.errors import CheckpointError, ConfigError
 from mGPT.layout import PARTS
 from mGPT.models.checkpoints import trained_checkpoint
 from mGPT.models.lm_module import GENERATION_MONITOR, GeneratorModule
@@ -118,6 +118,58 @@ def test_stage2_best_checkpoint_is_judged_on_generation_epochs_only(tmp_path) ->
     trainer.fit(GenerationLineModule())  # raises if best.ckpt looked for the metric on epochs 1, 3 or 5
     assert read_checkpoint(ckpt_dir / "best.ckpt")["global_step"] == 4  # epoch 2 (0.5) beats epoch 4 (1.5)
     assert read_checkpoint(ckpt_dir / "last.ckpt")["global_step"] == 10
+
+
+class FrozenPartLineModule(LineModule):
+    """LineModule with a frozen layer beside it (as the generator has its tokenizer); it records the live weight
+    after every optimizer step and the weight that validation sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frozen = torch.nn.Linear(3, 3).requires_grad_(False)
+        self.live: list[float] = []
+        self.validated: list[float] = []
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        self.live.append(self.line.weight.item())
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        super().validation_step(batch, batch_idx)
+        self.validated.append(self.line.weight.item())
+
+
+def test_ema_validates_and_saves_the_moving_average_and_keeps_frozen_weights_exact(tmp_path) -> None:
+    decay = 0.5
+    cfg = load_config(DEMO_DETO, ["ACCELERATOR=cpu", "TRAIN.MAX_EPOCHS=2", "TRAIN.VAL_EVERY_N_EPOCHS=1",
+                                  "TRAIN.MONITOR=val/loss", "TRAIN.LOG_EVERY_N_STEPS=1", f"TRAIN.EMA_DECAY={decay}"])
+    ckpt_dir = tmp_path / "checkpoints"
+    module = FrozenPartLineModule()
+    frozen = {k: v.clone() for k, v in module.frozen.state_dict().items()}
+    logger = TensorBoardLogger(save_dir=str(tmp_path), name="", version="logs")
+    build_trainer(cfg, ckpt_dir, build_callbacks(cfg, ckpt_dir), logger).fit(module)
+    average = [module.live[0]]  # the first update copies the weights; then average += (1 - decay)(live - average)
+    for live in module.live[1:]:
+        average.append(average[-1] + (1 - decay) * (live - average[-1]))
+    assert module.validated == pytest.approx([average[1], average[3]], abs=1e-6)  # 2 steps per epoch
+    assert average[3] != pytest.approx(module.live[3], abs=1e-3)  # the test tells the two apart
+    last = read_checkpoint(ckpt_dir / "last.ckpt")
+    assert last["state_dict"]["line.weight"].item() == pytest.approx(average[3], abs=1e-6)
+    assert last["current_model_state"]["line.weight"].item() == pytest.approx(module.live[3], abs=1e-6)
+    assert all(torch.equal(last["state_dict"][f"frozen.{k}"], v) for k, v in frozen.items())
+
+
+def test_the_moving_average_leaves_an_unmoved_weight_bit_for_bit() -> None:
+    from torch.optim.swa_utils import get_ema_avg_fn
+
+    from train import moving_average
+
+    weight, moved = torch.randn(10_000), torch.randn(10_000)
+    update = moving_average(0.99)
+    assert torch.equal(update(weight, weight, torch.tensor(5)), weight)
+    assert not torch.equal(get_ema_avg_fn(0.99)(weight, weight, 5), weight)  # what torch's formula does to it
+    torch.testing.assert_close(update(weight, moved, torch.tensor(5)), 0.99 * weight + 0.01 * moved)
+    with pytest.raises(ConfigError, match="TRAIN.EMA_DECAY"):
+        moving_average(1.0)
 
 
 def test_test_checkpoint_then_best_then_last_of_a_run_without_validation(tmp_path, capsys) -> None:

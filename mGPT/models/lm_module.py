@@ -12,18 +12,25 @@ from torch.utils.tensorboard import SummaryWriter
 
 from mGPT.archs.amg import Decoded, SignGenerator, checked_length_options
 from mGPT.archs.deto import CONFIG_SAFE_GLOBALS, DETO, load_tokenizer
+from mGPT.archs.slt import SignToText
 from mGPT.config import default_config, exp_dir
 from mGPT.data.features import features_to_smplx
 from mGPT.errors import CheckpointError, ConfigError
 from mGPT.kinematics import build_kinematics
 from mGPT.layout import PARTS
+from mGPT.metrics.back_translation import translate_params
 from mGPT.metrics.dtw import dtw_mpjpe_batch
 from mGPT.metrics.length import LengthMetrics
 from mGPT.metrics.sign_metrics import PairDTW, SignDTWMetrics
+from mGPT.metrics.text_scores import CORPUS_KEYS, corpus_scores
 from mGPT.models.schedule import adamw_cosine
+from mGPT.models.slt_module import VAL_TEXTS_LOGGED
 
 # Generation metrics exist only on generation epochs (TRAIN.GEN_VAL_EVERY_N_EPOCHS).
 GENERATION_MONITOR = "val/DTW_MPJPE_mean"
+# With an evaluator (TRAIN.BACK_TRANSLATION), generation epochs also log its reading of the val signing as
+# val/BT_<BLEU1..4, chrF, ROUGE_L>, which TRAIN.MONITOR may name.
+BACK_TRANSLATION_PREFIX = "val/BT_"
 # Of the length metrics (mGPT.metrics.length), the ones logged as val/length_<name> on generation epochs.
 LOGGED_LENGTH_METRICS = ("ratio_mean", "ratio_p95", "at_cap_share")
 LENGTH_HEAD_PREFIX = "generator.length_head."
@@ -57,9 +64,11 @@ def tokenizer_from_metadata(meta: dict) -> DETO:
 class GeneratorModule(pl.LightningModule):
     """The generator over a frozen tokenizer. `dtw` scores generated against reference motion and
     `use_kv_cache` decodes with the key/value cache; benchmarks swap in SOKE-style parts that give the
-    same scores and tokens, slower (bench/bench_pipeline.py)."""
+    same scores and tokens, slower (bench/bench_pipeline.py). `evaluator`, a frozen sign-to-text model,
+    reads the generated val signing on generation epochs (val/BT_* scores); it is never saved with the generator."""
 
-    def __init__(self, cfg: DictConfig, tokenizer: DETO, dtw: PairDTW = dtw_mpjpe_batch, use_kv_cache: bool = True):
+    def __init__(self, cfg: DictConfig, tokenizer: DETO, dtw: PairDTW = dtw_mpjpe_batch, use_kv_cache: bool = True,
+                 evaluator: SignToText | None = None):
         super().__init__()
         self.cfg = cfg
         self.use_kv_cache = use_kv_cache
@@ -80,19 +89,24 @@ class GeneratorModule(pl.LightningModule):
         self.test_metrics = SignDTWMetrics(self.kinematics.parts, dtw=dtw)
         self.val_lengths = LengthMetrics(self.generator.max_motion_tokens)
         self.test_outputs: list[dict] = []
+        self.evaluator = evaluator.eval().requires_grad_(False) if evaluator is not None else None
+        self.val_readings: list[tuple[int, str, np.ndarray]] = []  # (index, text, generated (T, 179)) per val clip
         # the frame rate of the codes' clips: the cache's, which the data module checks the config against
         self.fps = float(cfg.DATASET.TARGET_FPS)
         # from_pretrained hands back eval mode and Lightning keeps modes as set: dropout must train
         self.generator.train()
 
     def train(self, mode: bool = True) -> GeneratorModule:
-        """Modes follow `mode`, except the frozen tokenizer: in training mode its codebooks would move."""
+        """Modes follow `mode`, except the frozen tokenizer (in training mode its codebooks would move) and the
+        evaluator (its dropout would change its reading)."""
         super().train(mode)
         self.tokenizer.eval()
+        if self.evaluator is not None:
+            self.evaluator.eval()
         return self
 
     @classmethod
-    def from_config(cls, cfg: DictConfig) -> GeneratorModule:
+    def from_config(cls, cfg: DictConfig, evaluator: SignToText | None = None) -> GeneratorModule:
         """A fresh generator over the tokenizer that TRAIN.PRETRAINED_VAE names (ours or SOKE's)."""
         if not cfg.TRAIN.PRETRAINED_VAE:
             raise CheckpointError("stage 2 needs a tokenizer: set TRAIN.PRETRAINED_VAE=<tokenizer checkpoint>")
@@ -101,7 +115,7 @@ class GeneratorModule(pl.LightningModule):
                               "read the length head, which LOSS.LENGTH_WEIGHT=0 leaves untrained: set "
                               "LOSS.LENGTH_WEIGHT > 0 (e.g. 1.0) or switch both off")
         tokenizer = load_tokenizer(cfg.TRAIN.PRETRAINED_VAE, cfg.DATASET.MEAN_PATH, cfg.DATASET.STD_PATH)
-        return cls(cfg, tokenizer)
+        return cls(cfg, tokenizer, evaluator=evaluator)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, cfg: DictConfig | None = None, map_location: str = "cpu",
@@ -196,6 +210,8 @@ class GeneratorModule(pl.LightningModule):
         self.log_dict({f"val/{k}": v for k, v in out.items()}, sync_dist=True, batch_size=len(batch["texts"]))
         if self._generation_epoch():
             samples = self._score_batch(batch, self.val_metrics, self.val_lengths)
+            if self.evaluator is not None:
+                self.val_readings += [(s["index"], s["text"], s["generated"]) for s in samples]
             if batch_idx == 0:
                 self._log_videos(samples[: self.cfg.TRAIN.VAL_VIDEOS])
 
@@ -210,6 +226,31 @@ class GeneratorModule(pl.LightningModule):
             self.log_dict(logged, sync_dist=True)
             self.val_metrics.reset()
             self.val_lengths.reset()
+            if self.evaluator is not None:
+                self._log_back_translation()
+
+    def _log_back_translation(self) -> None:
+        """The evaluator's corpus scores of every val clip generated this epoch, as val/BT_*."""
+        readings = self.val_readings
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, readings)
+            readings = [r for rank in gathered for r in rank]
+        # a distributed sampler pads the split with repeats: each clip is read once, in split order
+        readings = sorted({index: (index, text, params) for index, text, params in readings}.values(),
+                          key=lambda r: r[0])
+        self.val_readings = []
+        texts = [text for _, text, _ in readings]
+        hypotheses = translate_params(self.evaluator, [params for _, _, params in readings],
+                                      self.cfg.TEST.BATCH_SIZE)
+        scores = corpus_scores(hypotheses, texts)
+        # every process holds the same gathered readings, so the scores need no further syncing
+        self.log_dict({f"{BACK_TRANSLATION_PREFIX}{k}": float(scores[k]) for k in CORPUS_KEYS if k != "BLEU4"})
+        self.log(f"{BACK_TRANSLATION_PREFIX}BLEU4", float(scores["BLEU4"]), prog_bar=True)
+        experiment = getattr(self.logger, "experiment", None)
+        if isinstance(experiment, SummaryWriter) and self.trainer.is_global_zero:
+            lines = [f"{h} ← {r}" for h, r in list(zip(hypotheses, texts, strict=True))[:VAL_TEXTS_LOGGED]]
+            experiment.add_text("val/back_translation", "  \n".join(lines), self.global_step)
 
     def _log_videos(self, samples: list[dict]) -> None:
         from mGPT.render.tensorboard import add_gif
@@ -244,8 +285,9 @@ class GeneratorModule(pl.LightningModule):
             "tokenizer_fingerprint": meta["fingerprint"],
             "fps": self.fps,
         }
+        # the kinematics are fixed data and the evaluator a checkpoint of its own: neither travels with it
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
-                                    if not k.startswith("kinematics.")}
+                                    if not k.startswith(("kinematics.", "evaluator."))}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         meta = checkpoint.get("sasoke", {})
@@ -267,11 +309,13 @@ class GeneratorModule(pl.LightningModule):
         checkpoint["state_dict"] = self._completed_state_dict(checkpoint["state_dict"])
 
     def _completed_state_dict(self, state: dict) -> dict:
-        """A saved state dict with what checkpoints lack filled in from this module: the kinematics (never
-        saved: they are fixed data) and, in a checkpoint from before it existed, the length head (untrained)."""
+        """A saved state dict with what checkpoints lack filled in from this module: the kinematics and the
+        evaluator (never saved) and, in a checkpoint from before it existed, the length head (untrained)."""
         state = dict(state)
         missing = {**self.kinematics.state_dict(prefix="kinematics."),
                    **self.generator.length_head.state_dict(prefix=LENGTH_HEAD_PREFIX)}
+        if self.evaluator is not None:
+            missing.update(self.evaluator.state_dict(prefix="evaluator."))
         if any(key.startswith(LENGTH_HEAD_PREFIX) for key in state):  # a head that is there must load whole
             missing = {k: v for k, v in missing.items() if not k.startswith(LENGTH_HEAD_PREFIX)}
         for key, value in missing.items():
