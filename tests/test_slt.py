@@ -205,7 +205,11 @@ def test_an_evaluator_checkpoint_round_trips_and_other_checkpoints_are_refused(o
     path = tmp_path / "best.ckpt"
     torch.save({"sasoke": {"stage": "slt", "evaluator": model.metadata()},
                 "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, path)
+    torch.manual_seed(7)
     loaded = load_evaluator(path)
+    after_loading = torch.rand(3)
+    torch.manual_seed(7)
+    assert torch.equal(after_loading, torch.rand(3))  # loading leaves the random stream where it was
     assert loaded.vocabulary == model.vocabulary and not loaded.training
     assert loaded.translate(motion, lengths) == model.translate(motion, lengths)
 

@@ -225,7 +225,10 @@ def load_evaluator(path: str | Path, map_location: str | torch.device = "cpu") -
         raise CheckpointError(f"{path} is not a back-translation evaluator (stage 'slt') checkpoint "
                               f"(stage {meta.get('stage')!r}); give experiments/mgpt/<NAME>/checkpoints/best.ckpt "
                               "of a run of configs/slt.yaml")
-    model = SignToText.from_metadata(meta["evaluator"])
+    # its layers' random initialisation, overwritten at once, must not move the caller's random stream: a
+    # generator built after loading it would start from other weights than one built without it
+    with torch.random.fork_rng(devices=[]):
+        model = SignToText.from_metadata(meta["evaluator"])
     state = {k.removeprefix(OUR_PREFIX): v for k, v in checkpoint["state_dict"].items() if k.startswith(OUR_PREFIX)}
     try:
         model.load_state_dict(state, strict=True)
