@@ -315,11 +315,13 @@ def test_generation_validation_logs_the_evaluators_reading_and_never_saves_it(ov
         {k: v for k, v in logged.items() if k.startswith("val/BT_")})
     assert "val/DTW_MPJPE_mean" in logged and module.val_readings == []
 
-    saved = {"state_dict": module.state_dict()}
+    saved = {"state_dict": module.state_dict(), "current_model_state": module.state_dict()}  # live: EMA_DECAY
     module.on_save_checkpoint(saved)
-    assert not any(key.startswith("evaluator.") for key in saved["state_dict"])  # a checkpoint of its own
+    for weights in ("state_dict", "current_model_state"):  # the evaluator is a checkpoint of its own
+        assert not any(key.startswith(("evaluator.", "kinematics.")) for key in saved[weights])
     module.on_load_checkpoint(saved)  # resuming with the evaluator fills it in from the loaded one
     module.load_state_dict(saved["state_dict"])
+    module.load_state_dict(saved["current_model_state"])
     torch.testing.assert_close(module.evaluator.state_dict(), evaluator.state_dict())
 
 

@@ -285,9 +285,12 @@ class GeneratorModule(pl.LightningModule):
             "tokenizer_fingerprint": meta["fingerprint"],
             "fps": self.fps,
         }
-        # the kinematics are fixed data and the evaluator a checkpoint of its own: neither travels with it
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
-                                    if not k.startswith(("kinematics.", "evaluator."))}
+        # the kinematics are fixed data and the evaluator a checkpoint of its own: neither travels with it, in
+        # the weights nor in the live weights that TRAIN.EMA_DECAY's averaging keeps next to them
+        for key in ("state_dict", "current_model_state"):
+            if key in checkpoint:
+                checkpoint[key] = {k: v for k, v in checkpoint[key].items()
+                                   if not k.startswith(("kinematics.", "evaluator."))}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         meta = checkpoint.get("sasoke", {})
@@ -307,6 +310,8 @@ class GeneratorModule(pl.LightningModule):
                                   "and its optimizer state holds it only then. Resume with the weight it was "
                                   "trained with, or start a new NAME")
         checkpoint["state_dict"] = self._completed_state_dict(checkpoint["state_dict"])
+        if "current_model_state" in checkpoint:  # TRAIN.EMA_DECAY: the live weights, loaded after these
+            checkpoint["current_model_state"] = self._completed_state_dict(checkpoint["current_model_state"])
 
     def _completed_state_dict(self, state: dict) -> dict:
         """A saved state dict with what checkpoints lack filled in from this module: the kinematics and the
