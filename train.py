@@ -109,7 +109,7 @@ def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list[pl.Callback]:
         ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=cfg.TRAIN.MONITOR, mode=monitor_mode(cfg),
                         save_top_k=1, save_on_train_epoch_end=False, enable_version_counter=False,
                         auto_insert_metric_name=False, every_n_epochs=judge_every),
-        # a one-file "top 1" without a monitor, not save_last: since Lightning 2.6, save_last with save_top_k=0
+        # a one-file "top 1" without a monitor, not save_last: in Lightning 2.6.6, save_last with save_top_k=0
         # writes last.ckpt only when training ends, so a disconnect lost every epoch since the start
         ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
                         save_on_train_epoch_end=True, enable_version_counter=False),
