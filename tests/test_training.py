@@ -344,7 +344,7 @@ def test_resume_continues_epochs_and_codebook_state(run_command, workdir, small_
         assert torch.equal(report["first_step"][key], value), key
 
     final = read_checkpoint(checkpoints / "last.ckpt")
-    assert final["epoch"] == 4 and final["global_step"] == 4 * 3
+    assert final["epoch"] == 3 and final["global_step"] == 4 * 3  # written as epoch index 3 ended
     assert read_checkpoint(checkpoints / "best.ckpt")["global_step"] == 3 * 3  # validated after epoch 3
     assert not torch.equal(final["state_dict"]["tokenizer.vae.quantizer.code_count"],
                            saved["state_dict"]["tokenizer.vae.quantizer.code_count"])
