@@ -22,7 +22,9 @@ VQ_PARTS = ("BODY", "LHAND", "RHAND")
 RETIRED_KEYS = ("BASELINE", *(f"VQ.{part}.NFEATS" for part in VQ_PARTS))
 STAGES = ("vae", "lm", "slt")  # tokenizer, generator, back-translation evaluator
 # Monitored values where higher is better (best.ckpt keeps the highest); every other one, the lowest.
-SCORE_MONITORS = ("val/BLEU", "val/chrF", "val/ROUGE", "val/BT_")  # val/BT_*: stage 2's back-translation
+# Stage 2's back-translation scores (TRAIN.BACK_TRANSLATION): val/BT_BLEU1..4, val/BT_chrF, val/BT_ROUGE_L.
+BACK_TRANSLATION_PREFIX = "val/BT_"
+SCORE_MONITORS = ("val/BLEU", "val/chrF", "val/ROUGE", BACK_TRANSLATION_PREFIX)
 
 
 def _read_yaml(path: Path) -> DictConfig:
@@ -142,7 +144,7 @@ def load_config(cfg_path: str | Path, overrides: list[str] | None = None) -> Dic
 def monitors_generation(cfg: DictConfig) -> bool:
     """True when best.ckpt is judged by a stage 2 generation metric (val/DTW_*, or the back-translation scores
     val/BT_*), logged only on generation epochs."""
-    return cfg.STAGE == "lm" and cfg.TRAIN.MONITOR.startswith(("val/DTW", "val/BT_"))
+    return cfg.STAGE == "lm" and cfg.TRAIN.MONITOR.startswith(("val/DTW", BACK_TRANSLATION_PREFIX))
 
 
 def monitor_mode(cfg: DictConfig) -> str:
@@ -160,7 +162,7 @@ def _check_generation_schedule(cfg: DictConfig, cfg_path: str | Path) -> None:
             f"TRAIN.GEN_VAL_EVERY_N_EPOCHS={every} must be a multiple of TRAIN.VAL_EVERY_N_EPOCHS={val_every} "
             f"(from {cfg_path}): generation validation only runs in epochs that validate"
         )
-    if train.MONITOR.startswith("val/BT_") and not train.BACK_TRANSLATION:
+    if train.MONITOR.startswith(BACK_TRANSLATION_PREFIX) and not train.BACK_TRANSLATION:
         raise ConfigError(
             f"TRAIN.MONITOR={train.MONITOR} is a back-translation score, but TRAIN.BACK_TRANSLATION names no "
             f"evaluator (from {cfg_path}); set TRAIN.BACK_TRANSLATION=<stage slt checkpoint> (train one with "

@@ -13,7 +13,7 @@ from torch.utils.tensorboard import SummaryWriter
 from mGPT.archs.amg import Decoded, SignGenerator, checked_length_options
 from mGPT.archs.deto import CONFIG_SAFE_GLOBALS, DETO, load_tokenizer
 from mGPT.archs.slt import SignToText
-from mGPT.config import default_config, exp_dir
+from mGPT.config import BACK_TRANSLATION_PREFIX, default_config, exp_dir
 from mGPT.data.features import features_to_smplx
 from mGPT.errors import CheckpointError, ConfigError
 from mGPT.kinematics import build_kinematics
@@ -28,9 +28,6 @@ from mGPT.models.slt_module import VAL_TEXTS_LOGGED
 
 # Generation metrics exist only on generation epochs (TRAIN.GEN_VAL_EVERY_N_EPOCHS).
 GENERATION_MONITOR = "val/DTW_MPJPE_mean"
-# With an evaluator (TRAIN.BACK_TRANSLATION), generation epochs also log its reading of the val signing as
-# val/BT_<BLEU1..4, chrF, ROUGE_L>, which TRAIN.MONITOR may name.
-BACK_TRANSLATION_PREFIX = "val/BT_"
 # Of the length metrics (mGPT.metrics.length), the ones logged as val/length_<name> on generation epochs.
 LOGGED_LENGTH_METRICS = ("ratio_mean", "ratio_p95", "at_cap_share")
 LENGTH_HEAD_PREFIX = "generator.length_head."
