@@ -78,6 +78,14 @@ def _skew_times(vectors: Tensor, matrices: Tensor) -> Tensor:
     return torch.linalg.cross(vectors[..., :, None].expand_as(matrices), matrices, dim=-2)
 
 
+def take(values: Tensor, index: Tensor) -> Tensor:
+    """values (N, K, ...) at `index` (any shape) along dim 1 -> (N, *index.shape, ...). The same as
+    values[:, index] (a negative index counts from the end), by index_select, which a CPU runs several times
+    faster than advanced indexing."""
+    picked = values.index_select(1, index.reshape(-1) % values.shape[1])
+    return picked.reshape(values.shape[0], *index.shape, *values.shape[2:])
+
+
 def _cross(a: Tensor, b: Tensor) -> Tensor:
     """a x b over the last axis, broadcasting (torch.linalg.cross is several times slower on small shapes)."""
     ax, ay, az = a.unbind(-1)
@@ -234,7 +242,8 @@ def linearise(model: PoseModel, problem: FitProblem, settings: FitSettings, stat
     row_axes = torch.cat([d_pixels * flip, depth_axis.expand(pixels.shape[:2] + (1, 3))], dim=2)
     angles = torch.cat([state["root"][:, None], state["body"], state["hands"] + model.hand_mean], dim=1)
     return Linearised(pixels, depth, row_axes, _pixel_weights(problem, settings, pixels, stage_weight),
-                      posed.rotations[:, model.free_index] @ right_jacobian(angles), posed.joints[:, model.free_index],
+                      take(posed.rotations, model.free_joints) @ right_jacobian(angles),
+                      take(posed.joints, model.free_joints),
                       torch.cat([posed.marks, posed.joints[:, problem.chest, None]], dim=1))
 
 
@@ -271,23 +280,24 @@ def _group_system(group: Group, problem: FitProblem, settings: FitSettings, lin:
                         pixel_weight=group.pixel_weight[:, 1:])
     g_count, m_count = group.carried.shape[:2]
     marks = group.points.clamp(min=0)  # the chest (-1) has no pixel rows: its weight is 0
-    points = lin.points[:, group.points]  # (N, G, M, 3)
+    points = take(lin.points, group.points)  # (N, G, M, 3)
     # the camera-depth row only where the input has relative depth: the rest is a third less work
-    axes = lin.row_axes[:, marks, :3 if with_depth else 2]  # (N, G, M, R, 3), R = 3 or 2 rows
+    axes = take(lin.row_axes[:, :, :3 if with_depth else 2], marks)  # (N, G, M, R, 3), R = 3 or 2 rows
     # points and joints about each chain's last joint, so that a finger joint's short lever is not the
     # difference of two long ones in single precision
-    reference = lin.origins[:, group.slots[:, -1], None]  # (N, G, 1, 3)
+    origins = take(lin.origins, group.slots)  # (N, G, K, 3)
+    reference = origins[:, :, -1:]  # (N, G, 1, 3)
     about = points - reference  # (N, G, M, 3)
-    levers = _levers(lin.frames[:, group.slots], lin.origins[:, group.slots] - reference)  # (N, G, 6, 3K)
+    levers = _levers(take(lin.frames, group.slots), origins - reference)  # (N, G, 6, 3K)
     rows = _turn_rows(about, axes, levers, group.carried)  # (N, G, M, R, 3K)
     if group.position:  # body position: d point / d translation = flip
         rows = torch.cat([rows[..., :group.body_columns], axes * FLIP.to(axes), rows[..., group.body_columns:]],
                          dim=-1)
 
     jacobians = [rows[:, :, :, :2].reshape(n, g_count, 2 * m_count, -1)]
-    weights = [(lin.pixel_weight[:, marks] * group.pixel_weight)[..., None].expand(-1, -1, -1, 2).reshape(
+    weights = [(take(lin.pixel_weight, marks) * group.pixel_weight)[..., None].expand(-1, -1, -1, 2).reshape(
         n, g_count, -1)]
-    residuals = [(lin.pixels - problem.observed)[:, marks].reshape(n, g_count, -1)]
+    residuals = [take(lin.pixels - problem.observed, marks).reshape(n, g_count, -1)]
     if with_depth:
         wrist = problem.wrist_mark[marks]  # (G, M); each chain's first point is its hand's wrist
         residual, depth_rows = _relative_depth(problem.focal[:, None, None], lin.depth[:, marks], lin.depth[:, wrist],
@@ -355,7 +365,7 @@ class System:
         """(N, 126) -> H x."""
         n = x.shape[0]
         body, fingers = x[:, :36], x[:, 36:].reshape(n, 10, 9)
-        arms = body[:, self.chain]  # (N, 10, 18)
+        arms = take(body, self.chain)  # (N, 10, 18)
         out_body = (self.body @ body[..., None])[..., 0]
         out_body = out_body.index_add(1, self.chain.reshape(-1),
                                       (self.body_finger @ fingers[..., None])[..., 0].reshape(n, -1))
@@ -390,18 +400,16 @@ def frame_system(groups: tuple[Group, Group], model: PoseModel, problem: FitProb
 def _box_terms(model: PoseModel, settings: FitSettings, state: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
     """The joint limits and pose priors, which touch one unknown each: their diagonal and gradient, both
     (N, 126) in solver columns."""
-    n, device = state["body"].shape[0], state["body"].device
+    n = state["body"].shape[0]
     angles = torch.cat([state["body"], state["hands"] + model.hand_mean], dim=1).reshape(n, -1)  # (N, 120)
     low, high = model.low.reshape(-1), model.high.reshape(-1)
     excess = angles - torch.maximum(torch.minimum(angles, high), low)
-    box_columns = torch.cat([torch.arange(3, 33), torch.arange(36, 126)]).to(device)
-    diagonal = torch.zeros(n, N_COLUMNS, device=device)
-    gradient = torch.zeros(n, N_COLUMNS, device=device)
     # a limit's curvature is counted from LIMIT_NEAR radians inside it: a step that crosses a limit the
     # quadratic model cannot see would be refused, and refused steps were most of the fit's lost iterations
-    near = (angles < low + LIMIT_NEAR) | (angles > high - LIMIT_NEAR)
-    diagonal[:, box_columns] += settings.limits / n * near
-    gradient[:, box_columns] += settings.limits / n * excess
+    near = ((angles < low + LIMIT_NEAR) | (angles > high - LIMIT_NEAR)).to(angles.dtype)
+    zeros = angles.new_zeros(n, 3)  # the root's and the body position's columns have no limits
+    diagonal = settings.limits / n * torch.cat([zeros, near[:, :30], zeros, near[:, 30:]], dim=1)  # (N, 126)
+    gradient = settings.limits / n * torch.cat([zeros, excess[:, :30], zeros, excess[:, 30:]], dim=1)
     diagonal[:, 3:15] += settings.body_prior / (n * 12)  # neck, collars, head near rest
     gradient[:, 3:15] += settings.body_prior / (n * 12) * state["body"][:, :4].reshape(n, 12)
     diagonal[:, COLUMNS["hands"]] += settings.hand_prior / (n * 90)
@@ -470,7 +478,7 @@ class BlockInverse:
         chain = self.system.chain
         body = body.index_add(1, chain.reshape(-1), -(self.gain @ fingers[..., None])[..., 0].reshape(n, -1))
         x_body = (self.body_inverse @ body[..., None])[..., 0]
-        coupled = (self.system.finger_body @ x_body[:, chain][..., None])[..., 0]
+        coupled = (self.system.finger_body @ take(x_body, chain)[..., None])[..., 0]
         x_fingers = (self.finger_inverse @ (fingers - coupled)[..., None])[..., 0]
         return torch.cat([x_body, x_fingers.reshape(n, 90)], dim=1)
 

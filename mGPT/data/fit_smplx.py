@@ -220,6 +220,7 @@ class PoseModel(torch.nn.Module):
         hand_joints = [f"{side}_{finger}{k}" for side in ("L", "R") for finger in FINGERS for k in (1, 2, 3)]
         self.free = ["Pelvis", *UPPER_BODY, *hand_joints]
         self.free_index = [self.names.index(name) for name in self.free]
+        self.register_buffer("free_joints", torch.tensor(self.free_index), persistent=False)  # (41,)
         ranges = np.stack([_ranges(name) for name in self.free[1:]])  # (40, 3, 2)
         self.register_buffer("low", torch.as_tensor(ranges[..., 0]), persistent=False)
         self.register_buffer("high", torch.as_tensor(ranges[..., 1]), persistent=False)
@@ -233,9 +234,22 @@ class PoseModel(torch.nn.Module):
             previous = self.levels[d - 1]
             self.level_parent_pos.append([previous.index(self.parents[j]) for j in self.levels[d]])
         self.order = torch.as_tensor(np.argsort([j for level in self.levels for j in level]))
+        # the same as index tensors, for pose(): on a CPU, index_select is ~5x faster than indexing by a list
+        self.level_bounds = np.cumsum([0, *map(len, self.levels)]).tolist()
+        by_level = [j for level in self.levels for j in level]
+        slot_of = {joint: slot for slot, joint in enumerate(self.free_index)}  # a joint not free: the identity
+        self.register_buffer("level_joint", torch.tensor(by_level), persistent=False)  # (J,)
+        self.register_buffer("level_slot", torch.tensor([slot_of.get(j, len(self.free)) for j in by_level]),
+                             persistent=False)  # (J,) each joint's rotation among the free ones, identity last
+        self.register_buffer("level_parent", torch.tensor([p for level in self.level_parent_pos for p in level]),
+                             persistent=False)  # (J - 1,) each joint's parent within the level above
+        self.register_buffer("level_order", self.order.clone(), persistent=False)
+        self.register_buffer("parent_index", torch.tensor([max(p, 0) for p in self.parents]), persistent=False)
 
         self.mark_joint = [self.names.index(mark.joint) for mark in LANDMARKS]
         self.mark_frame = [self.names.index(mark.frame or mark.joint) for mark in LANDMARKS]
+        self.register_buffer("mark_joint_index", torch.tensor(self.mark_joint), persistent=False)
+        self.register_buffer("mark_frame_index", torch.tensor(self.mark_frame), persistent=False)
         self.register_buffer("mark_offset", torch.tensor([mark.offset for mark in LANDMARKS]), persistent=False)
         self.joint_index = {name: j for j, name in enumerate(self.names)}
         # per free joint: the mean over all joints of the squared distance it swings them per radian, at rest
@@ -265,26 +279,27 @@ class PoseModel(torch.nn.Module):
         hands_total = hands + self.hand_mean  # flat_hand_mean False: zeros mean the relaxed hand
         local_free = torch.cat([root[:, None], body, hands_total], dim=1)  # (N, 41, 3)
         rot_free = batch_rodrigues(local_free.reshape(-1, 3)).reshape(n, -1, 3, 3)
+        eye = torch.eye(3, dtype=root.dtype, device=root.device).expand(n, 1, 3, 3)
+        # every joint's local rotation, level by level: a free joint's, or the identity
+        local = torch.cat([rot_free, eye], dim=1).index_select(1, self.level_slot)  # (N, J, 3, 3)
         rest = self.rest + torch.einsum("jkc,nc->njk", self.dirs, betas)  # (N, J, 3)
-        eye = torch.eye(3, dtype=root.dtype, device=root.device).expand(n, len(self.names), 3, 3)
-        local = eye.clone()
-        local[:, self.free_index] = rot_free  # (N, J, 3, 3)
-        parents = torch.as_tensor([max(p, 0) for p in self.parents], device=root.device)
-        offsets = rest - rest[:, parents]  # (N, J, 3) bone vectors at rest
+        offsets = (rest - rest.index_select(1, self.parent_index)).index_select(1, self.level_joint)  # bones
 
-        rot_levels = [local[:, self.levels[0]]]  # the root's global rotation
+        bounds = self.level_bounds
+        rot_levels = [local[:, :1]]  # the root's global rotation
         pos_levels = [rest[:, self.levels[0]]]  # the pelvis stays at its rest place, as in mGPT.kinematics
-        for d, parent_pos in enumerate(self.level_parent_pos, start=1):
-            joints = self.levels[d]
-            parent_rot = rot_levels[-1][:, parent_pos]  # (N, k, 3, 3)
-            pos = pos_levels[-1][:, parent_pos] + (parent_rot @ offsets[:, joints, :, None])[..., 0]
-            rot_levels.append(parent_rot @ local[:, joints])
+        for d in range(1, len(self.levels)):
+            start, stop = bounds[d], bounds[d + 1]
+            parent_pos = self.level_parent[start - 1:stop - 1]
+            parent_rot = rot_levels[-1].index_select(1, parent_pos)  # (N, k, 3, 3)
+            pos = pos_levels[-1].index_select(1, parent_pos) + (parent_rot @ offsets[:, start:stop, :, None])[..., 0]
+            rot_levels.append(parent_rot @ local[:, start:stop])
             pos_levels.append(pos)
-        order = self.order.to(root.device)
-        rotations = torch.cat(rot_levels, dim=1)[:, order]  # (N, J, 3, 3)
-        joints = torch.cat(pos_levels, dim=1)[:, order]  # (N, J, 3)
+        rotations = torch.cat(rot_levels, dim=1).index_select(1, self.level_order)  # (N, J, 3, 3)
+        joints = torch.cat(pos_levels, dim=1).index_select(1, self.level_order)  # (N, J, 3)
         offsets = self.mark_offset if mark_shift is None else self.mark_offset + mark_shift  # (L, 3) or (N, L, 3)
-        marks = joints[:, self.mark_joint] + (rotations[:, self.mark_frame] @ offsets[..., None])[..., 0]  # (N, L, 3)
+        marks = joints.index_select(1, self.mark_joint_index) + (
+            rotations.index_select(1, self.mark_frame_index) @ offsets[..., None])[..., 0]  # (N, L, 3)
         return joints, rotations, marks
 
     def shape_jacobian(self, rotations: Tensor) -> Tensor:
