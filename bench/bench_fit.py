@@ -2,7 +2,7 @@
 
     python bench/bench_fit.py roundtrip [--clips 4] [--frames 60] [--noise-px 0 --exact-landmarks]   # both solvers
     python bench/bench_fit.py real [--files 600] [--solver lbfgs] [--figure docs/fit_real.png]   # spoken-to-signed
-    python bench/bench_fit.py speed [--frames 2048]   # both solvers, 1 and 2 threads
+    python bench/bench_fit.py speed [--frames 16384]   # both solvers; 1 process of 1 and 2 threads, 2 processes
 
 The two solvers: the default (Gauss-Newton, mGPT.data.fit_gauss_newton) and the first one, L-BFGS at the
 settings it shipped with (LBFGS_BEFORE).
@@ -39,8 +39,17 @@ sys.path.insert(0, str(REPO))
 
 from mGPT.data.features import features_to_smplx, smplx_to_features  # noqa: E402
 from mGPT.data.fit_check import phone_keypoints  # noqa: E402
-from mGPT.data.fit_smplx import FitSettings, PoseModel, fit_clips, from_smplx, project, to_smplx  # noqa: E402
+from mGPT.data.fit_smplx import (  # noqa: E402
+    FitSettings,
+    PoseModel,
+    fit_clips,
+    from_smplx,
+    group_by_signer,
+    project,
+    to_smplx,
+)
 from mGPT.data.isharah import pose_dir_path, read_clip, read_split_csv, split_csv_path  # noqa: E402
+from mGPT.data.keypoints import fit_batches  # noqa: E402
 from mGPT.data.mediapipe import FITTED_INDEX, LANDMARKS, LEFT_HAND, RIGHT_HAND  # noqa: E402
 from mGPT.kinematics import SkeletonKinematics  # noqa: E402
 from mGPT.metrics.procrustes import procrustes_align  # noqa: E402
@@ -340,33 +349,46 @@ def _figure(fits, clips, model: PoseModel, path: Path) -> None:
 
 
 def speed(args: argparse.Namespace) -> None:
+    """Frames/s of the importer's way to fit (mGPT.data.keypoints.fit_batches: batches of --batch-frames,
+    one process or several), each solver at one process of 1 and 2 threads, and 2 processes of 1 thread.
+    The clock runs from the call to the last fit, the processes' start included; a small fit first warms
+    this process, as any long import is warm after its first batch."""
     model = PoseModel()
     rng = np.random.default_rng(1)
     truths = random_motions(max(args.frames // 64, 1), 64, rng, model)
     clips = [phone_keypoints(f"s{i % 4}_{i}", t, rng, model=model) for i, t in enumerate(truths)]
     frames = sum(len(c.points) for c in clips)
+    batches = group_by_signer(clips, args.batch_frames)
+    fit_clips(clips[:1], SOLVERS["gauss-newton"], model=model)
     rates = {}
-    for threads in (1, 2):
+    for workers, threads in ((1, 1), (1, 2), (2, 1)):
         torch.set_num_threads(threads)
         for solver in args.solvers:
             start = time.perf_counter()
-            fit_clips(clips, SOLVERS[solver], model=model)
+            for _ in fit_batches(batches, SOLVERS[solver], model, workers=workers, threads=threads):
+                pass
             seconds = time.perf_counter() - start
-            rates[solver, threads] = frames / seconds
-            print(f"{solver}, {threads} thread(s): {frames} frames in {seconds:.1f} s = {frames / seconds:.1f} "
-                  "frames/s")
+            rates[solver, workers, threads] = frames / seconds
+            print(f"{solver}, {workers} process(es) x {threads} thread(s): {frames} frames in {len(batches)} "
+                  f"batches, {seconds:.1f} s = {frames / seconds:.1f} frames/s")
         if len(args.solvers) == 2:
-            print(f"  {threads} thread(s): {args.solvers[0]} / {args.solvers[1]} = "
-                  f"{rates[args.solvers[0], threads] / rates[args.solvers[1], threads]:.2f}x")
+            first, second = (rates[solver, workers, threads] for solver in args.solvers)
+            print(f"  {workers} x {threads}: {args.solvers[0]} / {args.solvers[1]} = {first / second:.2f}x")
+    for solver in args.solvers:
+        print(f"{solver}: 2 processes x 1 thread / 1 process x 2 threads = "
+              f"{rates[solver, 2, 1] / rates[solver, 1, 2]:.2f}x")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=("roundtrip", "real", "speed"))
     parser.add_argument("--clips", type=int, default=4)
-    parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--frames", type=int, help="frames per clip (roundtrip, default 60); frames in all (speed, "
+                        "default 16384: enough that the processes' start is a small share)")
     parser.add_argument("--files", type=int, default=600)
     parser.add_argument("--batch", type=int, default=40, help="clips fitted together (real)")
+    parser.add_argument("--batch-frames", type=int, default=1024, help="frames fitted together (speed), as the "
+                        "importer's --batch-frames")
     parser.add_argument("--lexicon", help="a lexicon folder instead of spoken-to-signed's")
     parser.add_argument("--figure", help="save a figure of three fitted clips here (real)")
     parser.add_argument("--solvers", nargs="+", choices=sorted(SOLVERS), default=["gauss-newton", "lbfgs"],
@@ -381,6 +403,7 @@ def main() -> None:
                         help="override FitSettings fields of every solver compared, e.g. smooth=300 "
                              "finger_curls=1.0,1.5")
     args = parser.parse_args()
+    args.frames = args.frames or (16384 if args.what == "speed" else 60)
     for item in args.set:
         key, _, value = item.partition("=")
         for name, settings in SOLVERS.items():

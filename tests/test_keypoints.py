@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from mGPT.data import keypoints as kp
 from mGPT.data.fit_check import phone_keypoints
@@ -62,6 +63,25 @@ def test_import_writes_the_isharah_layout(tmp_path):
     assert sorted(first) == sorted(key for key, _ in SMPLX_KEYS)
     # one signer, one shape
     assert np.allclose(frames[:, 166:176], frames[0, 166:176])
+
+
+def test_worker_processes_write_what_one_process_writes(tmp_path):
+    entries = {f"0{i}_000{i}": {"keypoints": _rest_clip(6 + i, i)} for i in range(3)}
+    release, labels = _release(tmp_path, entries, {k: "a" for k in entries})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what each worker runs with: the same arithmetic, so the same numbers
+    try:
+        alone = kp.import_keypoints(release, tmp_path / "alone", "train", labels, image_size=(1080, 1920),
+                                    settings=QUICK, batch_frames=6, workers=1)
+    finally:
+        torch.set_num_threads(threads)
+    shared = kp.import_keypoints(release, tmp_path / "shared", "train", labels, image_size=(1080, 1920),
+                                 settings=QUICK, batch_frames=6, workers=2, threads=1)
+    assert alone["written"] == shared["written"] == 3
+    for clip in entries:
+        one = read_clip(tmp_path / "alone" / "train" / "poses" / clip)
+        assert one.shape == (6 + int(clip[1]), 179) and np.abs(one).max() > 0
+        np.testing.assert_array_equal(read_clip(tmp_path / "shared" / "train" / "poses" / clip), one)
 
 
 def _bad(tmp_path, entries, labels, strict):

@@ -1,7 +1,7 @@
 """Import real 2D sign-language keypoints as an Isharah SMPL-X split: fit, then write the per-frame layout.
 
     python -m mGPT.data.keypoints --poses pose_data_isharah1000.pkl --labels train.txt --split train \\
-        --out DATA_ROOT [--fps 30] [--image-size W H] [--device cuda] [--workers N] [--strict]
+        --out DATA_ROOT [--fps 30] [--image-size W H] [--device cuda] [--workers N] [--threads N] [--strict]
     python -m mGPT.data.keypoints --poses LEXICON_DIR --out DATA_ROOT          # index.csv + .pose files
 
 Inputs (SPEC 9): the Isharah pose release, one pickle {clip_id: {"keypoints": (T, 86, 2)}} with `id|gloss`
@@ -20,10 +20,12 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import multiprocessing
 import os
 import pickle
 import shutil
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mGPT.data.fit_smplx import ClipKeypoints, FitSettings, PoseModel, fit_clips, group_by_signer
+from mGPT.data.fit_smplx import ClipFit, ClipKeypoints, FitSettings, PoseModel, fit_clips, group_by_signer
 from mGPT.data.isharah import CSV_COLUMNS, frame_files, load_untrusted_pickle, pose_dir_path, split_csv_path
 from mGPT.data.mediapipe import LEFT_HAND, LIP_FACEMESH, LIPS, N_POINTS, POSE, POSE_POINTS, RIGHT_HAND
 from mGPT.errors import ConfigError, DataError, run_cli
@@ -286,12 +288,47 @@ def _write_csv(data_root: Path, split: str, clips: list[RawClip]) -> Path:
     return path
 
 
+def cpu_cores() -> int:
+    """The cores this process may run on (a container or `taskset` can give fewer than the machine has)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _fit_task(task: tuple[int, list[ClipKeypoints], FitSettings | None, PoseModel, int]) -> tuple[int, list[ClipFit]]:
+    index, batch, settings, model, threads = task
+    torch.set_num_threads(threads)
+    return index, fit_clips(batch, settings, model=model)
+
+
+def fit_batches(batches: list[list[ClipKeypoints]], settings: FitSettings | None, model: PoseModel,
+                device: str = "cpu", workers: int = 1, threads: int | None = None
+                ) -> Iterator[tuple[list[ClipKeypoints], list[ClipFit]]]:
+    """Each batch with its fits, as the batches finish. `workers` > 1 fits whole batches in that many CPU
+    processes, `threads` torch threads each (default: the cores shared out): the fit's many small batched
+    products keep one thread busy but gain little from a second, and the batches are independent
+    (docs/fitting.md measures both). A batch's fit does not depend on where it runs."""
+    if workers <= 1 or len(batches) <= 1 or torch.device(device).type != "cpu":
+        for batch in batches:
+            yield batch, fit_clips(batch, settings, device=device, model=model)
+        return
+    workers = min(workers, len(batches))
+    threads = threads or max(cpu_cores() // workers, 1)
+    tasks = [(index, batch, settings, model, threads) for index, batch in enumerate(batches)]
+    # spawn, not fork: a fork of a process whose torch thread pool has started can hang
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        for index, fits in pool.imap_unordered(_fit_task, tasks):
+            yield batches[index], fits
+
+
 def import_keypoints(poses: str | Path, out: str | Path, split: str | None = None, labels: str | Path | None = None,
                      fps: float | None = None, image_size: tuple[int, int] | None = None, device: str = "cpu",
-                     strict: bool = False, batch_frames: int = 4096, settings: FitSettings | None = None,
-                     limit: int | None = None, kinematics: Kinematics | None = None) -> dict:
+                     strict: bool = False, batch_frames: int | None = None, settings: FitSettings | None = None,
+                     limit: int | None = None, kinematics: Kinematics | None = None, workers: int | None = None,
+                     threads: int | None = None) -> dict:
     """Fit and write one split; returns {"written", "skipped" (messages), "already", "split_dir", "csv"}.
-    `kinematics`: the smplx layer fits with SMPL-X's own skeleton (fit_smplx.PoseModel); None: mannequin-x's."""
+    `kinematics`: the smplx layer fits with SMPL-X's own skeleton (fit_smplx.PoseModel); None: mannequin-x's.
+    `workers`: processes fitting batches side by side (default: one per CPU core on a CPU, one on a GPU), with
+    `threads` torch threads each (default: the cores shared out). `batch_frames`: frames fitted together
+    (default: 1024 on a CPU, 4096 on a GPU)."""
     poses, out = Path(poses), Path(out)
     report = Report(strict)
     if not poses.exists():
@@ -317,9 +354,15 @@ def import_keypoints(poses: str | Path, out: str | Path, split: str | None = Non
     keypoints = [ClipKeypoints(c.clip_id, c.points, in_image(c.points, c.visible, size), size,
                                c.clip_id.split("_")[0], c.depth) for c, size in zip(todo, sizes, strict=True)]
     model = PoseModel(kinematics)
+    on_gpu = torch.device(device).type == "cuda"
+    if workers is None:
+        workers = 1 if on_gpu else cpu_cores()
+    # a CPU fits ~1024 frames fastest per frame (the working set stays in cache: docs/fitting.md); a GPU is
+    # given more (not yet measured on one)
+    batches = group_by_signer(keypoints, batch_frames or (4096 if on_gpu else 1024))
     with tqdm(total=sum(len(c.points) for c in keypoints), desc=f"fitting {split}", unit="frame") as bar:
-        for batch in group_by_signer(keypoints, batch_frames):
-            for fit in fit_clips(batch, settings, device=device, model=model):
+        for batch, fits in fit_batches(batches, settings, model, device, workers, threads):
+            for fit in fits:
                 _write_clip(split_dir, fit.clip_id, fit.params)
             bar.update(sum(len(c.points) for c in batch))
     csv_path = _write_csv(out, split, clips)
@@ -351,8 +394,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="video size in pixels (default: .pose header; for the release, the smallest "
                              "phone size holding every point)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--workers", type=int, default=None, help="CPU threads for the fit (default: torch's)")
-    parser.add_argument("--batch-frames", type=int, default=4096, help="frames fitted together")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes fitting batches side by side (default: one per CPU core; 1 with --device "
+                             "cuda)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per worker (default: the CPU cores shared out among the workers)")
+    parser.add_argument("--batch-frames", type=int, default=None,
+                        help="frames fitted together (default: 1024 on a CPU, the fastest per frame there; 4096 on "
+                             "a GPU)")
     parser.add_argument("--iterations", type=int, default=FitSettings.iterations,
                         help="Gauss-Newton iterations per batch (fewer: faster, rougher)")
     parser.add_argument("--body-iterations", type=int, default=FitSettings.body_iterations,
@@ -366,8 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def run() -> None:
-        if args.workers:
-            torch.set_num_threads(args.workers)
+        if args.threads:
+            torch.set_num_threads(args.threads)
         kinematics = None
         if args.kinematics == "smplx" or (args.kinematics == "auto" and _has_smplx(args.smplx_dir)):
             kinematics = build_kinematics("smplx", args.smplx_dir)
@@ -375,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
                                   tuple(args.image_size) if args.image_size else None, args.device, args.strict,
                                   args.batch_frames, FitSettings(iterations=args.iterations,
                                                                          body_iterations=args.body_iterations),
-                                  kinematics=kinematics)
+                                  kinematics=kinematics, workers=args.workers, threads=args.threads)
         for message in result["skipped"][:SHOWN_SKIPS]:
             print(f"skipped: {message}", file=sys.stderr)
         if len(result["skipped"]) > SHOWN_SKIPS:
