@@ -99,6 +99,8 @@ def test_generator(cfg: DictConfig, ckpt: Path, out: Path, clip_source: ClipSour
     summary = {"stage": "lm", "means_m": means, "means_mm_per_step": means_mm, "samples": len(per_sample),
                "kinematics_backend": module.kinematics.backend, "checkpoint": str(ckpt), "config": cfg.NAME,
                "decoding": cfg.TEST.DECODING, "retrieval": bool(cfg.LM.RETRIEVAL),
+               **({"num_beams": int(cfg.TEST.NUM_BEAMS), "length_penalty": float(cfg.TEST.LENGTH_PENALTY)}
+                  if cfg.TEST.DECODING == "beam" else {}),
                "length_bound": float(cfg.LM.LENGTH_BOUND or 0.0), "length_steer": float(cfg.LM.LENGTH_STEER or 0.0)}
     outputs = sorted(module.test_outputs, key=lambda s: s["index"])
     summary["length"] = length_summary([len(s["generated"]) for s in outputs], [len(s["reference"]) for s in outputs],

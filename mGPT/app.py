@@ -31,6 +31,7 @@ from mGPT.errors import DataError, SaSOKEError, run_cli
 from mGPT.files import atomic_write_text
 from mGPT.generate import load_generator, render_video, save_params, text_to_sign
 from mGPT.layout import PARTS
+from mGPT.models.lm_module import DECODINGS
 
 if TYPE_CHECKING:
     from mGPT.data.dictionary import SignDictionary
@@ -102,7 +103,7 @@ class Signer:
             raise BadText(f"The temperature must be above 0 for sampling, got {temperature}.")
         start = time.perf_counter()
         dictionary = self.dictionary if retrieval else None
-        signing = text_to_sign(self.module, text, dictionary, do_sample=sampling, temperature=float(temperature),
+        signing = text_to_sign(self.module, text, dictionary, decoding=decoding, temperature=float(temperature),
                             top_k=int(top_k or 0), seed=int(seed or 0))
         folder = self._request_folder()
         params = save_params(folder / "signing.pkl", text, signing.params)
@@ -169,7 +170,8 @@ def build_app(signer: Signer, examples: tuple[list[str], str], cfg: DictConfig) 
                 sentences, examples_label = examples
                 gr.Examples([[sentence] for sentence in sentences], inputs=[text], label=examples_label)
                 with gr.Accordion("Options", open=True):
-                    decoding = gr.Radio(["greedy", "sample"], value=test.DECODING, label="Decoding")
+                    decoding = gr.Radio(list(DECODINGS), value=test.DECODING, label="Decoding",
+                                        info=f"beam: {int(test.NUM_BEAMS)} beams (TEST.NUM_BEAMS)")
                     temperature = gr.Slider(0.05, 3.0, value=float(test.TEMPERATURE), step=0.05,
                                             label="Temperature (sampling only)")
                     top_k = gr.Slider(0, 200, value=int(test.TOP_K), step=1,

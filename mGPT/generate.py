@@ -69,7 +69,7 @@ def load_generator(cfg: DictConfig, cfg_path: str | Path | None = None
     return module, load_dictionary(cfg, module.fingerprint)
 
 
-def text_to_sign(module: GeneratorModule, text: str, dictionary: SignDictionary | None, do_sample: bool | None = None,
+def text_to_sign(module: GeneratorModule, text: str, dictionary: SignDictionary | None, decoding: str | None = None,
               temperature: float | None = None, top_k: int | None = None, seed: int | None = None) -> Signing:
     """`text` (through `checked_text` first) -> codes and SMPL-X parameters; decoding options left None follow
     the config's TEST section.
@@ -81,7 +81,7 @@ def text_to_sign(module: GeneratorModule, text: str, dictionary: SignDictionary 
     found = dictionary.keywords_for(text, cfg.MAX_KEYWORDS, cfg.MAX_TRIPLETS) if dictionary else []
     generator = None if seed is None else torch.Generator(module.device).manual_seed(int(seed))
     with torch.no_grad():
-        codes, params = module.generate_smplx([text], [found] if dictionary else None, do_sample=do_sample,
+        codes, params = module.generate_smplx([text], [found] if dictionary else None, decoding=decoding,
                                               temperature=temperature, top_k=top_k, generator=generator)
     return Signing(text, [word for word, _ in found], codes[0].cpu().numpy(), params[0])
 

@@ -42,16 +42,19 @@ def _generator(tiny_dir: Path, **kwargs) -> SignGenerator:
     return SignGenerator(tiny_dir, codebook_sizes=SIZES, **kwargs).eval()
 
 
-@pytest.fixture
-def scrambled(tiny_dir: Path) -> SignGenerator:
+def scramble(generator: SignGenerator, seed: int) -> SignGenerator:
     """Random weights large enough that outputs depend on the inputs (mBART's 0.02 init barely does)."""
-    generator = _generator(tiny_dir)
-    torch.manual_seed(1)
+    torch.manual_seed(seed)
     with torch.no_grad():
         for weight in generator.parameters():
             if weight.ndim == 2:
                 weight.normal_(0.0, 0.5)
     return generator
+
+
+@pytest.fixture
+def scrambled(tiny_dir: Path) -> SignGenerator:
+    return scramble(_generator(tiny_dir), seed=1)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 from mGPT.archs.amg import Decoded, SignGenerator, checked_length_options
+from mGPT.archs.beam import beam_decode
 from mGPT.archs.deto import CONFIG_SAFE_GLOBALS, DETO, load_tokenizer
 from mGPT.archs.slt import SignToText
 from mGPT.config import BACK_TRANSLATION_PREFIX, default_config, exp_dir
@@ -31,6 +32,7 @@ GENERATION_MONITOR = "val/DTW_MPJPE_mean"
 # Of the length metrics (mGPT.metrics.length), the ones logged as val/length_<name> on generation epochs.
 LOGGED_LENGTH_METRICS = ("ratio_mean", "ratio_p95", "at_cap_share")
 LENGTH_HEAD_PREFIX = "generator.length_head."
+DECODINGS = ("greedy", "sample", "beam")  # TEST.DECODING
 
 
 def uses_length_head(cfg: DictConfig) -> bool:
@@ -73,6 +75,8 @@ class GeneratorModule(pl.LightningModule):
         sizes = tuple(self.tokenizer.config()[p]["code_num"] for p in PARTS)
         lm = cfg.LM
         checked_length_options(lm.LENGTH_BOUND, lm.LENGTH_STEER)  # a bad value fails now, not at the first validation
+        if cfg.TEST.DECODING not in DECODINGS:
+            raise ConfigError(f"TEST.DECODING must be one of {', '.join(DECODINGS)}, got {cfg.TEST.DECODING!r}")
         self.generator = SignGenerator(lm.MBART_PATH, codebook_sizes=sizes, hand_weight=lm.HAND_WEIGHT,
                                        src_lang=lm.SRC_LANG, max_text_tokens=lm.MAX_TEXT_TOKENS,
                                        max_motion_tokens=lm.MAX_MOTION_TOKENS,
@@ -155,26 +159,34 @@ class GeneratorModule(pl.LightningModule):
         self.log("train/loss", out["loss"], prog_bar=True, batch_size=len(batch["texts"]))
         return out["loss"]
 
-    def generate_smplx(self, texts: list[str], keywords: list | None, do_sample: bool | None = None,
+    def generate_smplx(self, texts: list[str], keywords: list | None, decoding: str | None = None,
                        temperature: float | None = None, top_k: int | None = None,
                        generator: torch.Generator | None = None) -> tuple[list[torch.Tensor], list[np.ndarray]]:
         """Codes (N_i, 3) and SMPL-X parameters (4 N_i, 179) per text. Decoding options left None follow
-        TEST.DECODING, TEST.TEMPERATURE and TEST.TOP_K; `generator` seeds sampling."""
-        decoded, params = self.decode_smplx(texts, keywords, do_sample, temperature, top_k, generator)
+        TEST.DECODING (with TEST.NUM_BEAMS and TEST.LENGTH_PENALTY for beam search), TEST.TEMPERATURE and
+        TEST.TOP_K (`decoding`: greedy, sample or beam); `generator` seeds sampling."""
+        decoded, params = self.decode_smplx(texts, keywords, decoding, temperature, top_k, generator)
         return decoded.codes, params
 
-    def decode_smplx(self, texts: list[str], keywords: list | None, do_sample: bool | None = None,
+    def decode_smplx(self, texts: list[str], keywords: list | None, decoding: str | None = None,
                      temperature: float | None = None, top_k: int | None = None,
                      generator: torch.Generator | None = None) -> tuple[Decoded, list[np.ndarray]]:
         """generate_smplx, with what the decoder says of each sample's length (at the cap or not)."""
         test, lm = self.cfg.TEST, self.cfg.LM
-        decoded = self.generator.decode(
-            texts, keywords, use_cache=self.use_kv_cache, generator=generator,
-            do_sample=test.DECODING == "sample" if do_sample is None else do_sample,
-            temperature=test.TEMPERATURE if temperature is None else temperature,
-            top_k=test.TOP_K if top_k is None else top_k,
-            length_bound=lm.LENGTH_BOUND, length_steer=lm.LENGTH_STEER,
-        )
+        decoding = test.DECODING if decoding is None else decoding
+        if decoding not in DECODINGS:
+            raise ConfigError(f"decoding must be one of {', '.join(DECODINGS)} (TEST.DECODING), got {decoding!r}")
+        if decoding == "beam":
+            decoded = beam_decode(self.generator, texts, keywords, num_beams=test.NUM_BEAMS,
+                                  length_penalty=test.LENGTH_PENALTY, length_bound=lm.LENGTH_BOUND,
+                                  length_steer=lm.LENGTH_STEER)
+        else:
+            decoded = self.generator.decode(
+                texts, keywords, use_cache=self.use_kv_cache, generator=generator, do_sample=decoding == "sample",
+                temperature=test.TEMPERATURE if temperature is None else temperature,
+                top_k=test.TOP_K if top_k is None else top_k,
+                length_bound=lm.LENGTH_BOUND, length_steer=lm.LENGTH_STEER,
+            )
         return decoded, codes_to_smplx(self.tokenizer, decoded.codes)
 
     def joints(self, params: np.ndarray) -> torch.Tensor:
