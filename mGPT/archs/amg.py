@@ -64,6 +64,11 @@ class Decoded:
     allowed_steps: torch.Tensor  # (B,) long: its step limit, max_steps or the length bound, whichever is lower
     predicted_steps: torch.Tensor  # (B,) float: the length head's estimate, in [1, max_motion_tokens]
 
+    @staticmethod
+    def empty() -> "Decoded":
+        """What decoding no text gives."""
+        return Decoded([], torch.zeros(0, dtype=torch.bool), torch.zeros(0, dtype=torch.long), torch.zeros(0))
+
 
 def checked_length_options(length_bound: float | None, length_steer: float | None) -> tuple[float, float]:
     """decode()'s length_bound and length_steer as numbers, None meaning 0 (off); bad values name their key."""
@@ -511,6 +516,25 @@ class SignGenerator(nn.Module):
         return self.decode(texts, keywords, max_steps, do_sample, temperature, top_k, use_cache, min_steps,
                            generator, length_bound, length_steer).codes
 
+    def start_decoding(self, texts: Sequence[str], keywords: Sequence[Keywords | None] | None,
+                       max_steps: int | None, length_bound: float) -> tuple[torch.Tensor, ...]:
+        """What every decoding starts from: encoder states (B, S, D), the source mask (B, S), the length head's
+        predicted steps (B,) and each sample's step limit (B,), max_steps (default max_motion_tokens) or
+        ceil(length_bound x predicted) where lower (length_bound 0: off; checked_length_options first)."""
+        max_steps = self.max_motion_tokens if max_steps is None else int(max_steps)
+        if max_steps + 1 > self.mbart.config.max_position_embeddings:
+            raise ConfigError(f"max_steps={max_steps} does not fit the decoder's "
+                              f"{self.mbart.config.max_position_embeddings} positions")
+        source_rows, source_mask = self.encode_source(texts, keywords)
+        encoder_states = self.mbart.model.encoder(
+            input_ids=source_rows, attention_mask=source_mask
+        ).last_hidden_state  # (B, S, D)
+        predicted = self._predicted_steps(encoder_states, source_mask)  # (B,)
+        allowed_steps = torch.full((len(texts),), max_steps, device=self.device)  # (B,)
+        if length_bound:
+            allowed_steps = torch.minimum(allowed_steps, torch.ceil(length_bound * predicted).long())
+        return encoder_states, source_mask, predicted, allowed_steps
+
     @torch.no_grad()
     def decode(
         self,
@@ -540,24 +564,13 @@ class SignGenerator(nn.Module):
         logits and limits of the step loop, the same for the cached and the recomputing decoder.
         """
         if not texts:
-            return Decoded([], torch.zeros(0, dtype=torch.bool), torch.zeros(0, dtype=torch.long), torch.zeros(0))
-        max_steps = self.max_motion_tokens if max_steps is None else int(max_steps)
+            return Decoded.empty()
         length_bound, length_steer = checked_length_options(length_bound, length_steer)
         if do_sample and temperature <= 0:
             raise ConfigError(f"temperature (TEST.TEMPERATURE) must be > 0 for sampling, got {temperature}")
-        if max_steps + 1 > self.mbart.config.max_position_embeddings:
-            raise ConfigError(f"max_steps={max_steps} does not fit the decoder's "
-                              f"{self.mbart.config.max_position_embeddings} positions")
-        source_rows, source_mask = self.encode_source(texts, keywords)
-        encoder_states = self.mbart.model.encoder(
-            input_ids=source_rows, attention_mask=source_mask
-        ).last_hidden_state  # (B, S, D)
-
+        encoder_states, source_mask, predicted, allowed_steps = self.start_decoding(texts, keywords, max_steps,
+                                                                                    length_bound)
         batch = len(texts)
-        predicted = self._predicted_steps(encoder_states, source_mask)  # (B,)
-        allowed_steps = torch.full((batch,), max_steps, device=self.device)  # (B,)
-        if length_bound:
-            allowed_steps = torch.minimum(allowed_steps, torch.ceil(length_bound * predicted).long())
         steps = int(allowed_steps.max())
         codes = torch.zeros(batch, steps, 3, dtype=torch.long, device=self.device)
         lengths = allowed_steps.clone()  # a sample that never emits </s> uses every step it may

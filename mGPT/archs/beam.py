@@ -28,20 +28,11 @@ def beam_decode(generator: SignGenerator, texts: list[str], keywords: list[Keywo
     if num_beams < 1:
         raise ConfigError(f"num_beams (TEST.NUM_BEAMS) must be >= 1, got {num_beams}")
     if not texts:
-        return Decoded([], torch.zeros(0, dtype=torch.bool), torch.zeros(0, dtype=torch.long), torch.zeros(0))
-    mbart, device, beams = generator.mbart, generator.device, num_beams
-    max_steps = generator.max_motion_tokens if max_steps is None else int(max_steps)
+        return Decoded.empty()
+    mbart, device, beams, batch = generator.mbart, generator.device, num_beams, len(texts)
     length_bound, length_steer = checked_length_options(length_bound, length_steer)
-    if max_steps + 1 > mbart.config.max_position_embeddings:
-        raise ConfigError(f"max_steps={max_steps} does not fit the decoder's "
-                          f"{mbart.config.max_position_embeddings} positions")
-    source_rows, source_mask = generator.encode_source(texts, keywords)
-    encoder_states = mbart.model.encoder(input_ids=source_rows, attention_mask=source_mask).last_hidden_state
-    batch = len(texts)
-    predicted = generator._predicted_steps(encoder_states, source_mask)  # (B,)
-    allowed_steps = torch.full((batch,), max_steps, device=device)  # (B,)
-    if length_bound:
-        allowed_steps = torch.minimum(allowed_steps, torch.ceil(length_bound * predicted).long())
+    encoder_states, source_mask, predicted, allowed_steps = generator.start_decoding(texts, keywords, max_steps,
+                                                                                     length_bound)
     encoder_states = encoder_states.repeat_interleave(beams, 0)  # (B K, S, D): row b K + k is beam k of b
     source_mask = source_mask.repeat_interleave(beams, 0)
     predicted_rows = predicted.repeat_interleave(beams)  # (B K,)

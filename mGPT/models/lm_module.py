@@ -35,6 +35,13 @@ LENGTH_HEAD_PREFIX = "generator.length_head."
 DECODINGS = ("greedy", "sample", "beam")  # TEST.DECODING
 
 
+def checked_decoding(decoding: str) -> str:
+    """`decoding` (TEST.DECODING, or a request's choice) if it is one of DECODINGS."""
+    if decoding not in DECODINGS:
+        raise ConfigError(f"TEST.DECODING must be one of {', '.join(DECODINGS)}, got {decoding!r}")
+    return decoding
+
+
 def uses_length_head(cfg: DictConfig) -> bool:
     """True when decoding reads the length head's estimate (LM.LENGTH_BOUND or LM.LENGTH_STEER on)."""
     return bool(cfg.LM.LENGTH_BOUND) or bool(cfg.LM.LENGTH_STEER)
@@ -75,8 +82,7 @@ class GeneratorModule(pl.LightningModule):
         sizes = tuple(self.tokenizer.config()[p]["code_num"] for p in PARTS)
         lm = cfg.LM
         checked_length_options(lm.LENGTH_BOUND, lm.LENGTH_STEER)  # a bad value fails now, not at the first validation
-        if cfg.TEST.DECODING not in DECODINGS:
-            raise ConfigError(f"TEST.DECODING must be one of {', '.join(DECODINGS)}, got {cfg.TEST.DECODING!r}")
+        checked_decoding(cfg.TEST.DECODING)  # a bad value fails now, not at the first validation
         self.generator = SignGenerator(lm.MBART_PATH, codebook_sizes=sizes, hand_weight=lm.HAND_WEIGHT,
                                        src_lang=lm.SRC_LANG, max_text_tokens=lm.MAX_TEXT_TOKENS,
                                        max_motion_tokens=lm.MAX_MOTION_TOKENS,
@@ -173,9 +179,7 @@ class GeneratorModule(pl.LightningModule):
                      generator: torch.Generator | None = None) -> tuple[Decoded, list[np.ndarray]]:
         """generate_smplx, with what the decoder says of each sample's length (at the cap or not)."""
         test, lm = self.cfg.TEST, self.cfg.LM
-        decoding = test.DECODING if decoding is None else decoding
-        if decoding not in DECODINGS:
-            raise ConfigError(f"decoding must be one of {', '.join(DECODINGS)} (TEST.DECODING), got {decoding!r}")
+        decoding = checked_decoding(test.DECODING if decoding is None else decoding)
         if decoding == "beam":
             decoded = beam_decode(self.generator, texts, keywords, num_beams=test.NUM_BEAMS,
                                   length_penalty=test.LENGTH_PENALTY, length_bound=lm.LENGTH_BOUND,
